@@ -1,0 +1,44 @@
+"""jupyter_avml: AutoML for computer vision, local and notebook-native.
+
+Importing this package is cheap: torch, mlflow and fiftyone load only when a function needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported on first access)
+_LAZY = {
+    "ImageTask": "jupyter_avml.tasks",
+    "AutoMLImageConfig": "jupyter_avml.config",
+    "Workspace": "jupyter_avml.workspace",
+    "AvmlError": "jupyter_avml.errors",
+    "ConfigError": "jupyter_avml.errors",
+    "DataError": "jupyter_avml.errors",
+    "list_models": "jupyter_avml.models",
+}
+
+__all__ = sorted(_LAZY) + ["__version__", "load_ipython_extension"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jupyter_avml' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext jupyter_avml``: register the ``%avml`` / ``%%avml`` magics."""
+    from jupyter_avml.magics import load_ipython_extension as _load
+
+    _load(ipython)

@@ -1,0 +1,5 @@
+import sys
+
+from jupyter_avml.cli.main import main
+
+sys.exit(main())

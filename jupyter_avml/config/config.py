@@ -1,0 +1,355 @@
+"""``AutoMLImageConfig``: one validated configuration for one run, from Python, YAML or a notebook cell.
+
+Construction validates every value the user set and fills every other one with its default, which depends
+on the task and the model (see ``params.py`` and the model registry). Nothing the user set is replaced: a
+value is either used as given or rejected with a message naming the key, the allowed range and the value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from jupyter_avml.config.params import (ALL, PARAMS, SCOPE_TEXT, TASK_DEFAULTS, Param, family_scopes)
+from jupyter_avml.errors import ConfigError
+from jupyter_avml.models.registry import get_model_spec
+from jupyter_avml.tasks import ImageTask
+
+PATH_KEYS = ("training_data", "validation_data", "pretrained_weights", "workspace")
+
+
+class AutoMLImageConfig(Mapping[str, Any]):
+    """A resolved run configuration: every setting of ``params.PARAMS`` that applies to the model.
+
+    Read values as attributes (``config.learning_rate``) or as a mapping (``config["learning_rate"]``).
+    ``user_keys`` are the keys the user set; the rest are defaults.
+
+    Parameters
+    ----------
+    task:
+        ``ImageTask`` or its value, e.g. ``"image-classification"``.
+    training_data, validation_data:
+        JSONL files (or ``dataset:NAME[:VERSION]`` of the workspace's dataset registry).
+    **settings:
+        Any other key of the spec (hyperparameters) or of jupyter_avml (device, seed, ...).
+    """
+
+    def __init__(self, task: ImageTask | str | None = None, training_data: str | os.PathLike | None = None,
+                 **settings: Any):
+        given = dict(settings)
+        if task is not None:
+            given["task"] = task
+        if training_data is not None:
+            given["training_data"] = training_data
+        self._values, self._user_keys = _resolve(given, lines={}, source=None, base_dir=None)
+
+    # -- other doors -------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None,
+                  lines: Mapping[str, int] | None = None, base_dir: str | os.PathLike | None = None
+                  ) -> AutoMLImageConfig:
+        """Build from a mapping (e.g. parsed YAML); ``lines`` maps keys to line numbers for messages and
+        relative paths are taken from ``base_dir``."""
+        self = cls.__new__(cls)
+        self._values, self._user_keys = _resolve(dict(data), lines=dict(lines or {}), source=source,
+                                                 base_dir=Path(base_dir) if base_dir else None)
+        return self
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> AutoMLImageConfig:
+        """Read a YAML file of settings; relative data paths are relative to the file's folder."""
+        from jupyter_avml.config.yaml_lines import read_yaml_file
+
+        data, lines = read_yaml_file(path)
+        return cls.from_dict(data, source=str(path), lines=lines, base_dir=Path(path).resolve().parent)
+
+    def replace(self, **changes: Any) -> AutoMLImageConfig:
+        """A new configuration with ``changes`` applied on top of the user's values (re-validated).
+
+        Defaults are re-derived, so changing ``model_name`` brings that model's defaults.
+        """
+        given = {k: self._values[k] for k in self._user_keys}
+        given.update(changes)
+        self = type(self).__new__(type(self))
+        self._values, self._user_keys = _resolve(given, lines={}, source=None, base_dir=None)
+        return self
+
+    # -- reading ----------------------------------------------------------------------------------------
+    @property
+    def task_type(self) -> ImageTask:
+        return ImageTask(self._values["task"])
+
+    @property
+    def user_keys(self) -> frozenset[str]:
+        return frozenset(self._user_keys)
+
+    @property
+    def model_spec(self):
+        return get_model_spec(self._values["model_name"])
+
+    def user_values(self) -> dict[str, Any]:
+        return {k: self._values[k] for k in self._values if k in self._user_keys}
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The resolved hyperparameters (spec sections 5-6), without data and machine settings."""
+        return {k: v for k, v in self._values.items() if PARAMS[k].hyperparameter}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every resolved value, JSON/YAML-serialisable (tile grid as a list, paths as strings)."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self._values.items()}
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"{name!r} is not a setting of this configuration") from None
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={self._values[k]!r}" for k in ("task", "model_name") if k in self._values)
+        return f"AutoMLImageConfig({shown}, {len(self._user_keys)} set by user)"
+
+    def __reduce__(self):  # picklable for spawn-started workers
+        return (_rebuild, (self._values, tuple(self._user_keys)))
+
+
+def _rebuild(values, user_keys):
+    self = AutoMLImageConfig.__new__(AutoMLImageConfig)
+    self._values, self._user_keys = dict(values), set(user_keys)
+    return self
+
+
+# --------------------------------------------------------------------------------------------------------
+def _resolve(given: dict[str, Any], *, lines: dict[str, int], source: str | None, base_dir: Path | None
+             ) -> tuple[dict[str, Any], set[str]]:
+    errors = _Errors(source, lines)
+    given = {str(k): v for k, v in given.items()}
+    for key in list(given):
+        if key not in PARAMS:
+            close = difflib.get_close_matches(key, list(PARAMS), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            errors.add(key, f"unknown setting {key!r}{hint}", given.pop(key))
+    # None means "not set" for every key: the user cannot set a value to "nothing" that has a default.
+    given = {k: v for k, v in given.items() if v is not None}
+
+    if "task" not in given:
+        errors.add("task", "task is required (one of " + ", ".join(t.value for t in ImageTask) + ")", None)
+        errors.raise_if_any()
+    try:
+        task = ImageTask.parse(given["task"])
+    except ConfigError as exc:
+        errors.add("task", exc.message, given["task"])
+        errors.raise_if_any()
+    given["task"] = task.value
+
+    model_name = given.get("model_name", TASK_DEFAULTS[task]["model_name"])
+    try:
+        spec = get_model_spec(str(model_name), task)
+    except ConfigError as exc:
+        errors.add("model_name", exc.message, model_name)
+        errors.raise_if_any()
+    given["model_name"] = spec.name
+    scopes = family_scopes(spec.family)
+
+    values: dict[str, Any] = {}
+    for name, param in PARAMS.items():
+        if not (param.scopes & scopes):
+            if name in given:
+                errors.add(name, f"{name} applies to {_scope_text(param)}; model_name is {spec.name}", given[name])
+            continue
+        values[name] = param.default
+    values.update({k: v for k, v in TASK_DEFAULTS[task].items() if k in values})
+    values.update({k: v for k, v in spec.defaults_for(task).items() if k in values})
+
+    for name, raw in given.items():
+        if name not in values:
+            continue
+        try:
+            values[name] = _coerce(PARAMS[name], raw)
+        except ConfigError as exc:
+            errors.add(name, exc.message, raw)
+    for key in PATH_KEYS:
+        if isinstance(values.get(key), str) and base_dir is not None and not values[key].startswith("dataset:"):
+            path = Path(values[key]).expanduser()
+            values[key] = str(path if path.is_absolute() else (base_dir / path))
+
+    if "training_data" not in given:
+        errors.add("training_data", "training_data is required (a JSONL file)", None)
+    _check_consistency(values, set(given), spec, errors)
+    errors.raise_if_any()
+    return values, set(given)
+
+
+def _check_consistency(values: dict[str, Any], user: set[str], spec, errors: _Errors) -> None:
+    if spec.fixed_input_size and values["train_crop_size"] != values["valid_crop_size"]:
+        errors.add("valid_crop_size" if "valid_crop_size" in user else "train_crop_size",
+                   f"{spec.name} needs valid_crop_size equal to train_crop_size "
+                   f"(got train_crop_size={values['train_crop_size']}, valid_crop_size={values['valid_crop_size']})",
+                   values["valid_crop_size"])
+    if values.get("validation_metric_type") == "none":
+        # Without a validation metric there is nothing to stop early on.
+        if "early_stopping" in user and values["early_stopping"]:
+            errors.add("early_stopping", "early_stopping needs a validation metric; validation_metric_type is none",
+                       values["early_stopping"])
+        values["early_stopping"] = 0
+    if "min_size" in values and values["min_size"] > values["max_size"]:
+        errors.add("min_size", f"min_size must not exceed max_size ({values['max_size']})", values["min_size"])
+    if spec.layer_groups and values.get("layers_to_freeze") and values["layers_to_freeze"] > len(spec.layer_groups):
+        errors.add("layers_to_freeze", f"{spec.name} has {len(spec.layer_groups)} layer groups; "
+                   f"layers_to_freeze must be in [1, {len(spec.layer_groups)}]", values["layers_to_freeze"])
+    device = str(values["device"])
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
+        errors.add("device", "device must be 'auto', 'cpu', 'cuda' or 'cuda:N'", device)
+
+
+def _scope_text(param: Param) -> str:
+    return " and ".join(SCOPE_TEXT.get(s, s) for s in sorted(param.scopes) if s != ALL)
+
+
+class _Errors:
+    def __init__(self, source: str | None, lines: dict[str, int]):
+        self.source, self.lines, self.items = source, lines, []
+
+    def add(self, field: str, message: str, value: Any) -> None:
+        self.items.append((field, message, value))
+
+    def raise_if_any(self) -> None:
+        if not self.items:
+            return
+        field, message, value = self.items[0]
+        if len(self.items) > 1:
+            rest = [self._locate(f) + m for f, m, _ in self.items[1:]]
+            message = "\n".join([message] + rest)
+        raise ConfigError(message, field=field, value=value, source=self.source, line=self.lines.get(field))
+
+    def _locate(self, field: str) -> str:
+        line = self.lines.get(field)
+        if self.source is not None:
+            return f"{self.source}:{line}: " if line else f"{self.source}: "
+        return f"line {line}: " if line else ""
+
+
+# --------------------------------------------------------------------------------------------------------
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(param: Param, raw: Any) -> Any:
+    """Turn a user value into the parameter's type, or raise ConfigError naming the expected range."""
+    fail = ConfigError(f"{param.name} must be {param.range_text()}, got {raw!r}", field=param.name, value=raw)
+    kind = param.kind
+    if kind == "int":
+        value = _as_number(raw, fail)
+        if not float(value).is_integer():
+            raise fail
+        value = int(value)
+        _check_range(param, value, fail)
+        return value
+    if kind == "float":
+        value = float(_as_number(raw, fail))
+        if math.isnan(value):
+            raise fail
+        _check_range(param, value, fail)
+        return value
+    if kind == "bool01":
+        if isinstance(raw, bool):
+            return int(raw)
+        if isinstance(raw, (int, float)) and raw in (0, 1):
+            return int(raw)
+        text = str(raw).strip().lower()
+        if text in _TRUE:
+            return 1
+        if text in _FALSE:
+            return 0
+        raise fail
+    if kind == "choice":
+        for choice in param.choices:
+            if isinstance(choice, str) and isinstance(raw, str) and raw.strip().lower() == choice:
+                return choice
+            if not isinstance(choice, str) and not isinstance(raw, bool):
+                try:
+                    if float(raw) == choice:
+                        return choice
+                except (TypeError, ValueError):
+                    pass
+        raise fail
+    if kind in ("str", "path"):
+        if isinstance(raw, os.PathLike):
+            return os.fspath(raw)
+        if not isinstance(raw, str) or not raw.strip():
+            raise ConfigError(f"{param.name} must be a non-empty string, got {raw!r}", field=param.name, value=raw)
+        return raw.strip()
+    if kind == "grid":
+        return parse_tile_grid(raw)
+    if kind == "mapping":
+        if not isinstance(raw, Mapping) or not all(isinstance(k, str) and isinstance(v, (str, os.PathLike))
+                                                    for k, v in raw.items()):
+            raise ConfigError(f"{param.name} must be a mapping of URL prefix to local folder, got {raw!r}",
+                              field=param.name, value=raw)
+        return {k: os.fspath(v) for k, v in raw.items()}
+    return raw
+
+
+def _as_number(raw: Any, fail: ConfigError) -> float:
+    if isinstance(raw, bool):
+        raise fail
+    if isinstance(raw, (int, float)):
+        return raw
+    if isinstance(raw, str):
+        try:
+            return float(raw.strip())
+        except ValueError:
+            raise fail from None
+    raise fail
+
+
+def _check_range(param: Param, value: float, fail: ConfigError) -> None:
+    if param.low is not None and (value < param.low or (param.low_open and value == param.low)):
+        raise fail
+    if param.high is not None and (value > param.high or (param.high_open and value == param.high)):
+        raise fail
+
+
+_GRID_RE = re.compile(r"^\s*[\(\[]?\s*(\d+)\s*[,x ]\s*(\d+)\s*[\)\]]?\s*$")
+
+
+def parse_tile_grid(raw: Any) -> tuple[int, int]:
+    """``"(3, 2)"``, ``"3x2"``, ``(3, 2)`` or ``[3, 2]`` -> ``(3, 2)``: columns, rows; both >= 1."""
+    fail = ConfigError(f"tile_grid_size must be two positive integers like '(3, 2)', got {raw!r}",
+                       field="tile_grid_size", value=raw)
+    if isinstance(raw, str):
+        match = _GRID_RE.match(raw)
+        if not match:
+            raise fail
+        grid = (int(match.group(1)), int(match.group(2)))
+    elif isinstance(raw, (list, tuple)) and len(raw) == 2:
+        try:
+            grid = (int(raw[0]), int(raw[1]))
+        except (TypeError, ValueError):
+            raise fail from None
+        if grid[0] != raw[0] or grid[1] != raw[1]:
+            raise fail
+    else:
+        raise fail
+    if min(grid) < 1:
+        raise fail
+    return grid

@@ -1,0 +1,35 @@
+"""Write records as the spec's JSONL."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+from jupyter_avml.data.records import ImageRecord
+from jupyter_avml.tasks import ImageTask
+
+
+def write_jsonl(records: Iterable[ImageRecord], path: str | os.PathLike, task: ImageTask | str) -> Path:
+    """Write one JSON object per record (``ImageRecord.to_json``); returns the path written.
+
+    The file is written to a temporary name and renamed, so a reader never sees half a file.
+    """
+    task = ImageTask.parse(task)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record.to_json(task), separators=(",", ":")) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def relative_url(image: Path, jsonl_dir: Path) -> str:
+    """The ``image_url`` that resolves to ``image`` from a JSONL file in ``jsonl_dir`` (POSIX separators)."""
+    try:
+        return Path(os.path.relpath(Path(image).resolve(), Path(jsonl_dir).resolve())).as_posix()
+    except ValueError:  # another drive on Windows: keep it absolute
+        return Path(image).resolve().as_posix()

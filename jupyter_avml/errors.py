@@ -1,0 +1,46 @@
+"""Errors the user sees. Each one says where the problem is (file, line, field) and what value caused it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AvmlError(Exception):
+    """Base class of every error jupyter_avml raises on purpose.
+
+    The CLI and the magics print ``str(error)`` without a traceback: the message must stand alone.
+    """
+
+
+class ConfigError(AvmlError, ValueError):
+    """A configuration value is unknown, out of range or inconsistent with the task or the model."""
+
+    def __init__(self, message: str, *, field: str | None = None, value: Any = None,
+                 source: str | None = None, line: int | None = None):
+        self.field = field
+        self.value = value
+        self.source = source
+        self.line = line
+        where = ""
+        if source is not None:
+            where = f"{source}:{line}: " if line is not None else f"{source}: "
+        elif line is not None:
+            where = f"line {line}: "
+        super().__init__(where + message)
+        self.message = message
+
+
+class DataError(AvmlError, ValueError):
+    """Data cannot be used: the message lists the problems found (see ``problems``)."""
+
+    def __init__(self, message: str, problems: list | None = None):
+        super().__init__(message)
+        self.problems = list(problems or [])
+
+
+class WeightsUnavailableError(AvmlError, RuntimeError):
+    """Pretrained weights could not be loaded (offline, or a bad local file)."""
+
+
+class NotFoundError(AvmlError, LookupError):
+    """A named thing (dataset, run, experiment, model) does not exist in the workspace."""
