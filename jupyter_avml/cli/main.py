@@ -15,10 +15,11 @@ from jupyter_avml.errors import AvmlError
 
 # Order here is the order of `avml --help`.
 VERB_MODULES = (
-    "demo",
     "validate",
     "convert",
     "datasets",
+    "train",
+    "runs",
 )
 
 

@@ -14,8 +14,8 @@ Accepted forms, tried in this order:
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
-import shutil
 import tempfile
 import urllib.error
 import urllib.parse
@@ -53,10 +53,18 @@ def resolve_image_url(url: str, base_dir: str | os.PathLike | None = None,
         return HttpImageCache(cache_dir).fetch(url)
     if scheme == "file":
         parts = urllib.parse.urlsplit(url)
-        return Path(urllib.request.url2pathname(urllib.parse.unquote(parts.netloc + parts.path)))
+        # url2pathname unquotes (%20 -> space) exactly once; unquoting before it would turn %2520 into a space.
+        if parts.netloc.lower() in ("", "localhost"):
+            return Path(urllib.request.url2pathname(parts.path))
+        if os.name == "nt":  # file://server/share/x.jpg: a UNC path
+            return Path(urllib.request.url2pathname("//" + parts.netloc + parts.path))
+        raise UnresolvableURL(f"{url}: a file:// URL names a local absolute path (file:///folder/image.jpg or "
+                              f"file://localhost/folder/image.jpg), not the host {parts.netloc!r}; "
+                              f"for a path relative to the JSONL file write it without file://")
     if len(scheme) > 1:  # not a Windows drive letter: an unknown scheme such as AmlDatastore://
         raise UnresolvableURL(f"{url}: no local folder is mapped to this URL; add its prefix to "
-                              f"image_url_prefix_map (e.g. {{'{_prefix_hint(url)}': '/local/folder'}})")
+                              f"image_url_prefix_map (e.g. {{'{_prefix_hint(url)}': '/local/folder'}}; "
+                              f"on the command line --prefix-map '{_prefix_hint(url)}=/local/folder')")
     path = Path(url).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path
@@ -97,9 +105,12 @@ class HttpImageCache:
                 while chunk := resp.read(1 << 16):
                     digest.update(chunk)
                     out.write(chunk)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
             os.unlink(tmp_name)
-            reason = getattr(exc, "reason", None) or exc
+            if isinstance(exc, urllib.error.HTTPError):
+                reason = f"HTTP {exc.code} {exc.reason}"
+            else:
+                reason = getattr(exc, "reason", None) or exc
             raise DataError(f"{url}: download failed: {reason}") from None
         suffix = Path(urllib.parse.urlsplit(url).path).suffix.lower()[:8]
         name = digest.hexdigest() + suffix
@@ -107,9 +118,12 @@ class HttpImageCache:
         if target.exists():
             os.unlink(tmp_name)
         else:
-            shutil.move(tmp_name, target)
-        entry_tmp = self.index / (_sha256(url.encode()) + ".tmp")
-        entry_tmp.write_text(name, encoding="utf-8")
+            # Atomic: a concurrent download of the same bytes replaces the file with identical content.
+            os.replace(tmp_name, target)
+        # A unique temporary name per writer: several threads may index URLs at once.
+        fd, entry_tmp = tempfile.mkstemp(dir=self.index, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(name)
         os.replace(entry_tmp, self.index / _sha256(url.encode()))
         return target
 

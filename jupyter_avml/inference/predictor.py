@@ -1,0 +1,143 @@
+"""``load_model(task, path, **model_settings)``: a trained model, ready to predict (spec section 11).
+
+``path`` may be a ``model.pt`` file, a run's ``outputs`` folder or run folder, or a registered model
+``models:/NAME/VERSION`` (also ``models:/NAME/latest``). ``model_settings`` default to the values used in
+training and validation and may be changed for inference:
+
+* classification: ``valid_resize_size``, ``valid_crop_size``;
+* detection/segmentation: ``min_size``, ``max_size``, ``box_score_thresh``, ``box_nms_thresh``,
+  ``box_detections_per_img`` and the tiling settings;
+* yolov5: ``img_size``, ``model_size``, ``box_score_thresh``, ``box_iou_thresh``.
+
+``predict(images)`` takes paths, bytes, PIL images or HxWx3 uint8 arrays (one or a list) and returns one
+dict per image in the spec's response format.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Sequence
+
+from jupyter_avml.errors import ConfigError, NotFoundError
+from jupyter_avml.tasks import ImageTask
+
+SETTINGS_BY_FAMILY = {
+    "timm": ("valid_resize_size", "valid_crop_size"),
+    "torchvision": ("min_size", "max_size", "box_score_thresh", "box_nms_thresh", "box_detections_per_img",
+                    "tile_grid_size", "tile_overlap_ratio", "tile_predictions_nms_thresh"),
+    "yolov5": ("img_size", "model_size", "box_score_thresh", "box_iou_thresh"),
+}
+
+
+def resolve_model_file(path: str | os.PathLike) -> Path:
+    """The ``model.pt`` behind a file, an outputs folder, a run folder or a ``models:/`` URI."""
+    text = os.fspath(path)
+    if text.startswith("models:/"):
+        from jupyter_avml.tracking.registry import download_registered_model
+
+        return download_registered_model(text)
+    candidate = Path(text).expanduser()
+    for option in (candidate, candidate / "model.pt", candidate / "outputs" / "model.pt"):
+        if option.is_file():
+            return option
+    raise NotFoundError(f"no model file at {candidate} (expected model.pt, a run folder or models:/NAME/VERSION)")
+
+
+def load_model(task: ImageTask | str | os.PathLike, path: str | os.PathLike | None = None, *,
+               device: str = "auto", **model_settings: Any) -> Predictor:
+    """Load a trained model for inference; see the module docstring for ``path`` and ``model_settings``.
+
+    ``load_model("models:/NAME/1")`` (no task) works too: the task is read from the model file.
+    """
+    import torch
+
+    if path is None:
+        path, task = task, None
+    model_file = resolve_model_file(path)
+    payload = torch.load(model_file, map_location="cpu", weights_only=True)
+    saved_task = ImageTask(payload["task"])
+    if task is not None and ImageTask.parse(task) is not saved_task:
+        raise ConfigError(f"{model_file} is a {saved_task.value} model; task is {ImageTask.parse(task).value}",
+                          field="task", value=str(task))
+    from jupyter_avml.models.registry import get_model_spec
+
+    spec = get_model_spec(payload["model_name"])
+    allowed = SETTINGS_BY_FAMILY[spec.family]
+    unknown = sorted(set(model_settings) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{unknown[0]} is not an inference setting of {spec.name}; settings: {', '.join(allowed)}",
+                          field=unknown[0], value=model_settings[unknown[0]])
+    from jupyter_avml.config import AutoMLImageConfig
+
+    # Re-validate the settings against the training configuration (same ranges and rules as training).
+    config = AutoMLImageConfig.from_dict({**payload["config"], **model_settings})
+    from jupyter_avml.training.engine import resolve_device
+
+    torch_device = resolve_device(device)
+    if spec.family == "timm":
+        from jupyter_avml.inference.classification import ClassificationPredictor
+
+        return ClassificationPredictor(payload, config, torch_device)
+    if spec.family == "torchvision":
+        from jupyter_avml.inference.detection import DetectionPredictor
+
+        return DetectionPredictor(payload, config, torch_device)
+    from jupyter_avml.inference.yolo import YoloPredictor
+
+    return YoloPredictor(payload, config, torch_device, model_file)
+
+
+class Predictor(ABC):
+    """Common input handling; subclasses turn a batch of RGB images into the spec's outputs."""
+
+    batch_size = 8
+
+    def __init__(self, payload: dict, config, device):
+        self.task = ImageTask(payload["task"])
+        self.model_name = payload["model_name"]
+        self.class_names: list[str] = list(payload["class_names"])
+        self.config = config
+        self.device = device
+
+    def predict(self, images: Any) -> list[dict[str, Any]] | dict[str, Any]:
+        """Predictions for one image (a dict) or a list of images (a list of dicts)."""
+        single = not isinstance(images, (list, tuple))
+        items = [images] if single else list(images)
+        outputs: list[dict[str, Any]] = []
+        for start in range(0, len(items), self.batch_size):
+            chunk = [as_rgb_image(item) for item in items[start:start + self.batch_size]]
+            results = self.predict_batch([image for image, _ in chunk])
+            for (_, name), result in zip(chunk, results):
+                outputs.append({"filename": name, **result})
+        return outputs[0] if single else outputs
+
+    @abstractmethod
+    def predict_batch(self, images: Sequence) -> list[dict[str, Any]]: ...
+
+
+def as_rgb_image(item: Any):
+    """(PIL RGB image, filename or None) from a path, bytes, a PIL image or an HxWx3 uint8 array."""
+    from PIL import Image
+
+    from jupyter_avml.data.images import load_image
+
+    if isinstance(item, (str, os.PathLike)):
+        return load_image(item), os.path.basename(os.fspath(item))
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return load_image(io.BytesIO(bytes(item))), None
+    if isinstance(item, Image.Image):
+        return (item if item.mode == "RGB" else item.convert("RGB")), getattr(item, "filename", None) or None
+    if hasattr(item, "shape") and hasattr(item, "dtype"):
+        import numpy as np
+
+        array = np.asarray(item)
+        if array.ndim == 2:
+            array = np.stack([array] * 3, axis=-1)
+        if array.ndim != 3 or array.shape[2] not in (3, 4):
+            raise ConfigError(f"an image array must be HxWx3, got shape {array.shape}", field="images")
+        return Image.fromarray(array[..., :3].astype(np.uint8), "RGB"), None
+    raise ConfigError(f"cannot read an image from {type(item).__name__}", field="images", value=type(item).__name__)
+

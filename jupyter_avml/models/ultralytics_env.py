@@ -1,0 +1,137 @@
+"""Keep ultralytics inside the workspace and off the network.
+
+At import, ultralytics creates a settings file in the user's config folder (``~/.config/Ultralytics``),
+resolves DNS names to decide whether it is online, and later may send usage events, upload to its
+platform, check PyPI for updates or start experiment-tracker integrations. ``prepare_ultralytics`` must
+run before the first ``import ultralytics`` of the process; it points all of that at
+``<workspace>/cache/ultralytics`` and switches it off:
+
+- ``YOLO_CONFIG_DIR`` -> ``<workspace>/cache/ultralytics`` (the settings file lives in its ``Ultralytics/``);
+- ``YOLO_OFFLINE=1``: ultralytics' online check answers False without touching the network, which gates its
+  usage events, update checks and error reporting;
+- ``YOLO_VERBOSE`` from the argument (ultralytics' console logging);
+- settings: ``sync`` and every integration flag (ClearML, Comet, DVC, MLflow, Ray Tune, TensorBoard, W&B,
+  the VS Code and OpenVINO hints) False, no platform API key, and its datasets/weights/runs folders inside
+  the workspace. They are written into the settings file before the import (ultralytics derives its
+  folder constants at import) and applied again through ``SETTINGS.update`` after it.
+
+Explicit downloads stay possible: ``build_yolo(pretrained=True)`` fetches its weights itself when the host is
+reachable (``YOLO_OFFLINE`` only silences ultralytics' own traffic).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from jupyter_avml.workspace import Workspace
+
+# Settings flags written before import. After import, every boolean setting of the installed version is
+# turned off (this list only needs to cover what is read at import time or before the first update).
+_OFF_BEFORE_IMPORT = ("sync", "clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb",
+                      "vscode_msg", "openvino_msg")
+
+
+@dataclass(frozen=True)
+class UltralyticsDirs:
+    """Where ultralytics keeps its files inside a workspace."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, workspace_dir: str | os.PathLike | Workspace | None) -> UltralyticsDirs:
+        return cls(Workspace.resolve(workspace_dir).cache_dir / "ultralytics")
+
+    @property
+    def config_dir(self) -> Path:
+        """``YOLO_CONFIG_DIR``; ultralytics adds ``Ultralytics/`` below it."""
+        return self.root
+
+    @property
+    def settings_file(self) -> Path:
+        return self.root / "Ultralytics" / "settings.json"
+
+    @property
+    def weights_dir(self) -> Path:
+        return self.root / "weights"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.root / "datasets"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def models_dir(self) -> Path:
+        """Model YAML files written by ``build_yolo``."""
+        return self.root / "models"
+
+    def folder_settings(self) -> dict[str, str]:
+        return {"datasets_dir": str(self.datasets_dir), "weights_dir": str(self.weights_dir),
+                "runs_dir": str(self.runs_dir)}
+
+
+def prepare_ultralytics(workspace_dir: str | os.PathLike | Workspace | None, *, verbose: bool = False) -> None:
+    """Confine ultralytics to ``workspace_dir`` and keep it offline; safe to call many times.
+
+    Call it before the first ``import ultralytics`` in the process (``build_yolo`` does). Called after an
+    import made elsewhere, it still re-points the settings file into this workspace and switches the flags
+    off, but folders that ultralytics computed at its import (e.g. for fonts) stay where they were.
+
+    Parameters
+    ----------
+    workspace_dir
+        The workspace (see ``Workspace.resolve``); files go to ``<workspace>/cache/ultralytics``.
+    verbose
+        ultralytics' console output (``YOLO_VERBOSE``; INFO when True, errors only otherwise).
+    """
+    dirs = UltralyticsDirs.of(workspace_dir)
+    os.environ["YOLO_CONFIG_DIR"] = str(dirs.config_dir)
+    os.environ["YOLO_OFFLINE"] = "1"
+    os.environ["YOLO_VERBOSE"] = "True" if verbose else "False"
+    # A platform key in the environment would make ultralytics' trainer upload runs.
+    os.environ.pop("ULTRALYTICS_API_KEY", None)
+    folders = dirs.folder_settings()
+    if "ultralytics.utils" not in sys.modules:
+        _write_settings_before_import(dirs.settings_file, {**folders, **dict.fromkeys(_OFF_BEFORE_IMPORT, False),
+                                                           "api_key": ""})
+
+    from ultralytics import utils as ultralytics_utils
+
+    settings = ultralytics_utils.SETTINGS
+    if Path(settings.file_path).resolve() != dirs.settings_file.resolve():
+        # ultralytics was imported earlier (another workspace, or by the user): write here from now on.
+        settings.file_path = dirs.settings_file
+        settings.file = dirs.settings_file
+    flags_off = {key: False for key, default in settings.defaults.items() if isinstance(default, bool)}
+    wanted = {**flags_off, **folders, "api_key": ""}
+    # update() refuses unknown keys: keep to those this ultralytics version defines.
+    settings.update({key: value for key, value in wanted.items() if key in settings.defaults})
+    ultralytics_utils.LOGGER.setLevel(logging.INFO if verbose else logging.ERROR)
+
+
+def _write_settings_before_import(file: Path, values: dict) -> None:
+    """Merge ``values`` into the settings file ultralytics will read at import.
+
+    A first file holds only these keys; ultralytics completes it at import, keeping them.
+    """
+    current: dict = {}
+    if file.is_file():
+        try:
+            current = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            current = {}  # a damaged file is rewritten
+        if not isinstance(current, dict):
+            current = {}
+    if all(current.get(k) == v for k, v in values.items()):
+        return
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({**current, **values}, indent=2), encoding="utf-8")
+    os.replace(tmp, file)

@@ -1,0 +1,130 @@
+"""The files a finished run leaves in ``<run>/outputs`` besides ``model.pt``.
+
+* ``labels.json``: class names, in the model's output order;
+* ``metrics.json``: primary metric, best epoch, final metrics (of the best epoch), per-class metrics and
+  per-epoch history (train loss, learning rate, validation metrics);
+* ``confusion_matrix.json`` (multi-class), ``pr_curves.json`` (every task): the data behind the plots;
+* ``loss_curve.png``, ``metric_curve.png``, ``confusion_matrix.png``, ``pr_curves.png`` (matplotlib);
+* ``config.yaml``: the resolved configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from jupyter_avml.metrics.result import MetricsResult
+
+
+def write_json(path: Path, data: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_jsonable(data), indent=2), encoding="utf-8")
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item"):
+        return _jsonable(value.item())
+    return value
+
+
+def write_run_outputs(outputs_dir: Path, *, class_names: list[str], primary_metric: str,
+                      best: MetricsResult | None, best_epoch: int | None, history: list[dict],
+                      config_yaml: str) -> dict[str, Path]:
+    outputs_dir.mkdir(parents=True, exist_ok=True)
+    files = {
+        "labels": write_json(outputs_dir / "labels.json", class_names),
+        "metrics": write_json(outputs_dir / "metrics.json", {
+            "primary_metric": primary_metric,
+            "primary_metric_value": best.primary_value if best else None,
+            "best_epoch": best_epoch,
+            "final": dict(best.scalars) if best else {},
+            "per_class": best.per_class if best else {},
+            "per_epoch": history,
+        }),
+    }
+    (outputs_dir / "config.yaml").write_text(config_yaml, encoding="utf-8")
+    files["config"] = outputs_dir / "config.yaml"
+    if best is not None and best.confusion_matrix is not None:
+        files["confusion_matrix"] = write_json(outputs_dir / "confusion_matrix.json",
+                                               {"class_names": class_names, "matrix": best.confusion_matrix})
+    if best is not None and best.pr_curves:
+        files["pr_curves"] = write_json(outputs_dir / "pr_curves.json", best.pr_curves)
+    files.update(write_plots(outputs_dir, class_names=class_names, primary_metric=primary_metric, best=best,
+                             history=history))
+    return files
+
+
+def write_plots(outputs_dir: Path, *, class_names: list[str], primary_metric: str, best: MetricsResult | None,
+                history: list[dict]) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    files: dict[str, Path] = {}
+    epochs = [h["epoch"] for h in history]
+    if epochs:
+        fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+        ax.plot(epochs, [h["train_loss"] for h in history], marker="o")
+        ax.set(xlabel="epoch", ylabel="training loss", title="Training loss")
+        files["loss_curve"] = _save(fig, outputs_dir / "loss_curve.png")
+        evaluated = [(h["epoch"], h["metrics"].get(primary_metric)) for h in history
+                     if h["metrics"].get(primary_metric) is not None]
+        if evaluated:
+            fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+            ax.plot([e for e, _ in evaluated], [v for _, v in evaluated], marker="o", color="tab:green")
+            ax.set(xlabel="epoch", ylabel=primary_metric, title=f"Validation {primary_metric}")
+            files["metric_curve"] = _save(fig, outputs_dir / "metric_curve.png")
+    if best is not None and best.confusion_matrix is not None:
+        files["confusion_matrix_plot"] = _save(confusion_matrix_figure(best.confusion_matrix, class_names),
+                                               outputs_dir / "confusion_matrix.png")
+    if best is not None and best.pr_curves:
+        files["pr_curves_plot"] = _save(pr_curves_figure(best.pr_curves), outputs_dir / "pr_curves.png")
+    return files
+
+
+def confusion_matrix_figure(matrix: list[list[int]], class_names: list[str]):
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    data = np.asarray(matrix)
+    size = max(3.5, 0.5 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size), dpi=100)
+    ax.imshow(data, cmap="Blues")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix")
+    threshold = data.max() / 2 if data.size else 0
+    for (i, j), value in np.ndenumerate(data):
+        ax.text(j, i, str(value), ha="center", va="center", color="white" if value > threshold else "black")
+    fig.tight_layout()
+    return fig
+
+
+def pr_curves_figure(curves: dict[str, dict[str, list[float]]]):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+    for name, curve in curves.items():
+        ax.plot(curve["recall"], curve["precision"], label=name)
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="Precision-recall per class")
+    ax.legend(fontsize="small", loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path)
+    plt.close(fig)
+    return path
