@@ -98,7 +98,7 @@ class Trainer:
         self.run_id = run_id
         self.run_dir = Path(run_dir)
         self.callbacks = callbacks or CallbackList()
-        self.stop_signal = stop_signal or StopSignal()
+        self.stop_signal = stop_signal if stop_signal is not None else StopSignal()
         self.device = resolve_device(config.device)
         self.primary_metric = config.task_type.primary_metric
         self.maximize = True  # every primary metric of the spec is maximised

@@ -15,15 +15,22 @@ from typing import Any, Iterable
 import torch
 
 from jupyter_avml.config import AutoMLImageConfig
+from jupyter_avml.data.records import ImageRecord
 from jupyter_avml.metrics.result import MetricsResult
 
 
 class Recipe(ABC):
-    """Task-specific parts of a run. Built once per run, before the engine starts."""
+    """Task-specific parts of a run. Built once per run, before the engine starts.
 
-    def __init__(self, config: AutoMLImageConfig, class_names: list[str]):
+    Every recipe is constructed as ``Recipe(config, class_names, train_records, valid_records)``.
+    """
+
+    def __init__(self, config: AutoMLImageConfig, class_names: list[str], train_records: list[ImageRecord],
+                 valid_records: list[ImageRecord]):
         self.config = config
         self.class_names = list(class_names)
+        self.train_records = train_records
+        self.valid_records = valid_records
 
     @abstractmethod
     def build_model(self) -> torch.nn.Module:

@@ -57,12 +57,15 @@ def train(config: AutoMLImageConfig, *, workspace: str | os.PathLike | Workspace
           tags: dict[str, Any] | None = None) -> RunSummary:
     """Train one model as configured and track it; returns when the run ends (completed, stopped, failed).
 
-    Errors in the data or the configuration raise before a run is created. A failure during training is
-    recorded (status ``failed`` with the error) and then raised.
+    Errors in the data raise before a run is created (with every problem listed). A failure during
+    training is recorded (status ``failed`` with the error) and then raised.
     """
     from jupyter_avml.tracking.store import DEFAULT_EXPERIMENT, Tracker
 
+    from jupyter_avml.training.data import load_run_data
+
     ws = Workspace.resolve(workspace if workspace is not None else config.workspace)
+    data = load_run_data(config, ws)  # bad data fails here, before a run is recorded
     tracker = Tracker(ws, config.tracking_uri)
     run_tags = {"task": config.task_type.value, "model_name": config.model_name, **(tags or {})}
     run_id = tracker.start_run(experiment=experiment or DEFAULT_EXPERIMENT, run_name=run_name or config.run_name,
@@ -72,7 +75,7 @@ def train(config: AutoMLImageConfig, *, workspace: str | os.PathLike | Workspace
     _write_run_json(run_dir, run_id=run_id, task=config.task_type.value, model_name=config.model_name,
                     status="running", experiment=experiment or DEFAULT_EXPERIMENT, parent_run_id=parent_run_id,
                     primary_metric=config.task_type.primary_metric, created=time.time(), pid=os.getpid())
-    return _execute(config, ws, tracker, run_id, run_dir, callbacks, stop_signal, resume=False)
+    return _execute(config, ws, tracker, run_id, run_dir, data, callbacks, stop_signal, resume=False)
 
 
 def resume(run_id: str, *, workspace: str | os.PathLike | Workspace | None = None,
@@ -86,34 +89,36 @@ def resume(run_id: str, *, workspace: str | os.PathLike | Workspace | None = Non
     config = AutoMLImageConfig.from_yaml(run_dir / "config.yaml")
     if not (run_dir / "checkpoints" / "last.pt").exists():
         log.info("run %s has no epoch checkpoint yet: starting it from the beginning", run_id)
+    from jupyter_avml.training.data import load_run_data
+
+    data = load_run_data(config, ws)
     tracker = Tracker(ws, config.tracking_uri)
     tracker.reopen(run_id)
     (run_dir / STOP_FILENAME).unlink(missing_ok=True)
     _write_run_json(run_dir, status="running", pid=os.getpid())
-    return _execute(config, ws, tracker, run_id, run_dir, callbacks, stop_signal,
+    return _execute(config, ws, tracker, run_id, run_dir, data, callbacks, stop_signal,
                     resume=(run_dir / "checkpoints" / "last.pt").exists())
 
 
-def _execute(config, ws: Workspace, tracker, run_id: str, run_dir: Path, callbacks, stop_signal,
+def _execute(config, ws: Workspace, tracker, run_id: str, run_dir: Path, data, callbacks, stop_signal,
              resume: bool) -> RunSummary:
-    from jupyter_avml.training.engine import Trainer, finished_event
+    from jupyter_avml.training.engine import finished_event
     from jupyter_avml.training.outputs import write_run_outputs
 
     primary = config.task_type.primary_metric
     events = CallbackList([JsonlEventWriter(run_dir / "events.jsonl"), tracker.callback(run_id), *callbacks])
-    stop_signal = stop_signal or StopSignal(run_dir / STOP_FILENAME)
-    if stop_signal.stop_file is None:
+    if stop_signal is None:  # (a StopSignal is falsy until a stop is requested)
+        stop_signal = StopSignal(run_dir / STOP_FILENAME)
+    elif stop_signal.stop_file is None:
         stop_signal.stop_file = run_dir / STOP_FILENAME
     handler = _attach_log_file(run_dir / "train.log")
     outputs = run_dir / "outputs"
     try:
-        from jupyter_avml.training.data import load_run_data
-
-        data = load_run_data(config, ws, outputs)
+        data.write_rejected(outputs)
         log.info("run %s: %s, %d training and %d validation images, %d classes", run_id, config.model_name,
                  len(data.train), len(data.valid), len(data.class_names))
-        recipe = make_recipe(config, data)
-        trainer = Trainer(recipe, config, run_id=run_id, run_dir=run_dir, callbacks=events, stop_signal=stop_signal)
+        trainer = build_trainer(config, data, run_id=run_id, run_dir=run_dir, callbacks=events,
+                                stop_signal=stop_signal)
         result = trainer.fit(resume=resume)
         best = result.best_result or result.last_result
         write_run_outputs(outputs, class_names=data.class_names, primary_metric=primary, best=best,
@@ -146,14 +151,32 @@ def _execute(config, ws: Workspace, tracker, run_id: str, run_dir: Path, callbac
     return summary
 
 
-def make_recipe(config: AutoMLImageConfig, data):
-    """The recipe of the model's family (the engine is the same for all)."""
-    family = config.model_spec.family
-    if family == "timm":
-        from jupyter_avml.training.classification import ClassificationRecipe
+# Model family -> the recipe the shared engine trains, or a runner with its own loop (ultralytics).
+# A recipe class takes (config, class_names, train_records, valid_records); a runner class takes
+# (config, data, run_id=, run_dir=, callbacks=, stop_signal=) and has fit(resume) -> TrainResult.
+RECIPES = {
+    "timm": "jupyter_avml.training.classification:ClassificationRecipe",
+    "torchvision": "jupyter_avml.training.detection:DetectionRecipe",
+}
+RUNNERS = {
+    "yolov5": "jupyter_avml.training.yolo:YoloRunner",
+}
 
-        return ClassificationRecipe(config, data.class_names, data.train, data.valid)
-    raise NotImplementedError(f"training {family} models ({config.model_name})")
+
+def build_trainer(config: AutoMLImageConfig, data, *, run_id: str, run_dir: Path, callbacks, stop_signal):
+    """The engine (or runner) that trains ``config.model_name``."""
+    import importlib
+
+    family = config.model_spec.family
+    if family in RUNNERS:
+        module, _, name = RUNNERS[family].partition(":")
+        runner = getattr(importlib.import_module(module), name)
+        return runner(config, data, run_id=run_id, run_dir=run_dir, callbacks=callbacks, stop_signal=stop_signal)
+    from jupyter_avml.training.engine import Trainer
+
+    module, _, name = RECIPES[family].partition(":")
+    recipe = getattr(importlib.import_module(module), name)(config, data.class_names, data.train, data.valid)
+    return Trainer(recipe, config, run_id=run_id, run_dir=run_dir, callbacks=callbacks, stop_signal=stop_signal)
 
 
 # -- run folder helpers -------------------------------------------------------------------------------
