@@ -19,6 +19,16 @@ _LAZY = {
     "ConfigError": "jupyter_avml.errors",
     "DataError": "jupyter_avml.errors",
     "list_models": "jupyter_avml.models",
+    "train": "jupyter_avml.training.run",
+    "resume": "jupyter_avml.training.run",
+    "load_model": "jupyter_avml.inference.predictor",
+    "validate_jsonl": "jupyter_avml.data.validate",
+    "read_dataset": "jupyter_avml.data.validate",
+    "convert": "jupyter_avml.data.convert",
+    "make_shapes": "jupyter_avml.data.shapes",
+    "register_dataset": "jupyter_avml.data.registry",
+    "get_dataset": "jupyter_avml.data.registry",
+    "list_datasets": "jupyter_avml.data.registry",
 }
 
 __all__ = sorted(_LAZY) + ["__version__", "load_ipython_extension"]

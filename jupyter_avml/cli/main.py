@@ -15,6 +15,7 @@ from jupyter_avml.errors import AvmlError
 
 # Order here is the order of `avml --help`.
 VERB_MODULES = (
+    "demo",
     "validate",
     "convert",
     "datasets",

@@ -9,11 +9,14 @@ run before the first ``import ultralytics`` of the process; it points all of tha
 - ``YOLO_CONFIG_DIR`` -> ``<workspace>/cache/ultralytics`` (the settings file lives in its ``Ultralytics/``);
 - ``YOLO_OFFLINE=1``: ultralytics' online check answers False without touching the network, which gates its
   usage events, update checks and error reporting;
-- ``YOLO_VERBOSE`` from the argument (ultralytics' console logging);
+- ``YOLO_VERBOSE`` from the argument (ultralytics' console logging); ``YOLO_AUTOINSTALL=False`` (no pip installs);
 - settings: ``sync`` and every integration flag (ClearML, Comet, DVC, MLflow, Ray Tune, TensorBoard, W&B,
   the VS Code and OpenVINO hints) False, no platform API key, and its datasets/weights/runs folders inside
   the workspace. They are written into the settings file before the import (ultralytics derives its
   folder constants at import) and applied again through ``SETTINGS.update`` after it.
+
+ultralytics' process-wide ``PIL.Image.open`` patch (HEIF support installed on demand) is undone, so PIL
+keeps reporting non-image files with its own errors (see ``_restore_pil_open``).
 
 Explicit downloads stay possible: ``build_yolo(pretrained=True)`` fetches its weights itself when the host is
 reachable (``YOLO_OFFLINE`` only silences ultralytics' own traffic).
@@ -95,6 +98,7 @@ def prepare_ultralytics(workspace_dir: str | os.PathLike | Workspace | None, *, 
     os.environ["YOLO_CONFIG_DIR"] = str(dirs.config_dir)
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["YOLO_VERBOSE"] = "True" if verbose else "False"
+    os.environ["YOLO_AUTOINSTALL"] = "False"  # never pip-install missing packages (read at import)
     # A platform key in the environment would make ultralytics' trainer upload runs.
     os.environ.pop("ULTRALYTICS_API_KEY", None)
     folders = dirs.folder_settings()
@@ -114,6 +118,22 @@ def prepare_ultralytics(workspace_dir: str | os.PathLike | Workspace | None, *, 
     # update() refuses unknown keys: keep to those this ultralytics version defines.
     settings.update({key: value for key, value in wanted.items() if key in settings.defaults})
     ultralytics_utils.LOGGER.setLevel(logging.INFO if verbose else logging.ERROR)
+    _restore_pil_open()
+
+
+def _restore_pil_open() -> None:
+    """Undo ultralytics' process-wide ``PIL.Image.open`` patch.
+
+    At import, ``ultralytics.utils.patches`` replaces ``PIL.Image.open`` with a wrapper that, for a file PIL cannot
+    identify, tries to install pi-heif and then raises ``ModuleNotFoundError``: after that, every decoder of
+    ``jupyter_avml.data.images`` would report a non-image file with that error instead of its own message.
+    """
+    from PIL import Image
+    from ultralytics.utils import patches
+
+    original = getattr(patches, "_image_open", None)
+    if original is not None and Image.open is getattr(patches, "image_open", None):
+        Image.open = original
 
 
 def _write_settings_before_import(file: Path, values: dict) -> None:

@@ -169,6 +169,9 @@ def _safe_name(name: str) -> str:
 
 
 def _quiet_mlflow_logs() -> None:
+    # MLflow sends usage telemetry (config.mlflow-telemetry.io) unless told not to: nothing of ours goes to the
+    # network unasked. An explicit setting in the environment wins.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # MLflow logs every alembic migration at INFO when it creates a store; users don't need that.
     for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent"):
         logging.getLogger(name).setLevel(logging.WARNING)

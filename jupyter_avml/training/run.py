@@ -105,6 +105,8 @@ def _execute(config, ws: Workspace, tracker, run_id: str, run_dir: Path, data, c
     from jupyter_avml.training.engine import finished_event
     from jupyter_avml.training.outputs import write_run_outputs
 
+    # matplotlib (the output plots) keeps its font cache under HOME unless told otherwise (read at its import).
+    os.environ.setdefault("MPLCONFIGDIR", str(ws.cache_dir / "matplotlib"))
     primary = config.task_type.primary_metric
     events = CallbackList([JsonlEventWriter(run_dir / "events.jsonl"), tracker.callback(run_id), *callbacks])
     if stop_signal is None:  # (a StopSignal is falsy until a stop is requested)
@@ -209,6 +211,11 @@ def run_status(info: dict[str, Any]) -> str:
     if status == "running" and info.get("pid") and not _pid_alive(int(info["pid"])):
         return "interrupted"
     return status
+
+
+def record_run_status(run_dir: Path, status: str, **fields: Any) -> None:
+    """Record in ``run.json`` how a run ended when its own process could not (e.g. it was killed)."""
+    _write_run_json(Path(run_dir), status=status, ended=time.time(), **fields)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -1,0 +1,238 @@
+"""A child worker: one process that trains one child of a sweep (``python -m jupyter_avml.sweep.worker``).
+
+Life of a worker
+----------------
+1. The driver starts it in advance, as a *warm spare* of a slot (``subprocess.Popen`` = fork + exec of a
+   fresh interpreter, never a bare fork: CUDA and pymongo do not survive a fork). Its environment carries the
+   slot's ``CUDA_VISIBLE_DEVICES`` and thread counts.
+2. It ties its life to the driver's: ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` (Linux) kills it when the driver
+   dies, and a watchdog thread exits when its parent pid changes (the fallback where prctl is missing, and a
+   second guard since PDEATHSIG follows the parent *thread* that started the process).
+3. It imports torch, timm, torchvision, matplotlib and the training modules and opens the tracking store
+   (several seconds), then waits on stdin for its assignment: one JSON line (see ``Assignment``). So when a
+   slot frees up, the next child starts in a process that is already warm.
+4. It sends its output to ``children/<id>.log``, runs ``training.run.train`` (or ``resume`` for a child
+   that was interrupted), and exits when the run ends.
+
+How the driver learns the run id: on the run's first event (``RunStarted``, or ``RunFinished`` when it fails
+before starting) the worker writes ``children/<id>.json`` = ``{"child", "slot", "pid", "run_id", "log"}``
+(atomically). From then on the driver tails ``runs/<run_id>/events.jsonl``. A failure before any
+run exists (unreadable data) is written there too, as ``{"error": ...}``.
+
+Stopping: the driver writes the run's STOP file (``request_stop``) and, since the run id may not be known
+yet, also sends ``{"cmd": "stop", "status": ..., "reason": ...}`` on stdin; SIGTERM asks for a clean stop
+too. Either way the run ends after its current batch, with its best model kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+PR_SET_PDEATHSIG = 1
+EXIT_PARENT_GONE = 70
+
+
+def child_info_path(folder: Path, child_id: int) -> Path:
+    return Path(folder) / "children" / f"{child_id}.json"
+
+
+def child_log_path(folder: Path, child_id: int) -> Path:
+    return Path(folder) / "children" / f"{child_id}.log"
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Exit when ``parent_pid`` goes away: PDEATHSIG where Linux offers it, and a watchdog thread."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the driver died before prctl took effect
+        os._exit(EXIT_PARENT_GONE)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(EXIT_PARENT_GONE)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+@contextmanager
+def tracking_store_lock(workspace: str | os.PathLike):
+    """Serialise the first opening of the workspace's tracking store across processes.
+
+    Opening a new SQLite store creates its tables (MLflow's migrations); a driver and its warm spares that
+    start together would otherwise run them concurrently on one file.
+    """
+    import fcntl
+
+    root = Path(workspace)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".tracking-store.lock", "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def warm_up(workspace: str, tracking_uri: str | None) -> None:
+    """Import what a training needs and open the tracking store, so a child starts in well under a second."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    import timm  # noqa: F401
+    import torch  # noqa: F401
+    import torchvision  # noqa: F401
+
+    import jupyter_avml.training.classification  # noqa: F401
+    import jupyter_avml.training.data  # noqa: F401
+    import jupyter_avml.training.engine  # noqa: F401
+    import jupyter_avml.training.outputs  # noqa: F401
+    import jupyter_avml.training.run  # noqa: F401
+    from jupyter_avml.tracking.store import Tracker
+
+    # MLflow caches its store per URI: creating it now spares the child the SQLAlchemy set-up.
+    with tracking_store_lock(workspace):
+        tracker = Tracker(workspace, tracking_uri)
+        tracker.client.search_experiments(max_results=1)
+
+
+class _Reporter:
+    """Writes ``children/<id>.json`` on the run's first event, so the driver learns the run id early."""
+
+    def __init__(self, folder: Path, child_id: int, slot: int, log: Path):
+        self.folder, self.child_id, self.slot, self.log = folder, child_id, slot, log
+        self.run_id: str | None = None
+
+    def on_event(self, event) -> None:
+        if self.run_id is None:
+            self.run_id = event.run_id
+            self.write(run_id=event.run_id)
+
+    def write(self, **extra: Any) -> None:
+        data = {"child": self.child_id, "slot": self.slot, "pid": os.getpid(), "log": str(self.log),
+                "time": time.time(), **extra}
+        write_json_atomic(child_info_path(self.folder, self.child_id), data)
+
+
+def _redirect_output(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _read_commands(stop_signal) -> None:
+    """Stop requests sent by the driver after the assignment (one JSON object per line)."""
+    for line in sys.stdin:
+        try:
+            command = json.loads(line)
+        except ValueError:
+            continue
+        if command.get("cmd") == "stop":
+            stop_signal.request(command.get("reason") or "stopped by user", command.get("status") or "stopped")
+
+
+def run_assignment(assignment: dict[str, Any], stop_signal) -> int:
+    """Train (or resume) the assigned child; returns the exit status."""
+    from jupyter_avml.config import AutoMLImageConfig
+    from jupyter_avml.training.run import resume, train
+
+    folder = Path(assignment["folder"])
+    child_id = int(assignment["child"])
+    log = child_log_path(folder, child_id)
+    reporter = _Reporter(folder, child_id, int(assignment.get("slot", 0)), log)
+    threads = int(assignment.get("threads") or 0)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    print(f"worker {os.getpid()}: child {child_id} of {assignment['experiment']} "
+          f"({'resuming run ' + assignment['resume_run_id'] if assignment.get('resume_run_id') else 'new run'})",
+          flush=True)
+    try:
+        if assignment.get("resume_run_id"):
+            summary = resume(assignment["resume_run_id"], workspace=assignment["workspace"], callbacks=[reporter],
+                             stop_signal=stop_signal)
+        else:
+            config = AutoMLImageConfig.from_dict(assignment["config"])
+            summary = train(config, workspace=assignment["workspace"], callbacks=[reporter], stop_signal=stop_signal,
+                            experiment=assignment["experiment"], parent_run_id=assignment.get("parent_run_id"),
+                            run_name=assignment.get("run_name"), tags=assignment.get("tags") or {})
+    except BaseException as exc:  # noqa: BLE001 - everything is reported to the driver
+        traceback.print_exc()
+        if reporter.run_id is None:
+            # No run was created (bad data...): the driver learns the error from this file.
+            reporter.write(run_id=None, error=f"{type(exc).__name__}: {exc}")
+        return 1
+    print(f"worker {os.getpid()}: child {child_id} ended {summary.status}", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jupyter_avml.sweep.worker")
+    parser.add_argument("--parent", type=int, required=True, help="the driver's pid (the worker dies with it)")
+    parser.add_argument("--workspace", required=True)
+    parser.add_argument("--tracking-uri", default=None)
+    parser.add_argument("--serial", default="0")
+    args = parser.parse_args(argv)
+    die_with_parent(args.parent)
+
+    from jupyter_avml.training.events import StopSignal
+
+    stop_signal = StopSignal()
+    assigned = threading.Event()
+
+    def on_sigterm(signum, frame) -> None:
+        if not assigned.is_set():
+            os._exit(0)  # an idle spare has nothing to save
+        stop_signal.request("stopped: the worker received SIGTERM", "stopped")
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    started = time.time()
+    warm_up(args.workspace, args.tracking_uri)
+    print(f"worker {os.getpid()} (spare {args.serial}): warm after {time.time() - started:.1f} s", flush=True)
+
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 0  # the driver closed our stdin: this spare is not needed
+    assignment = json.loads(line)
+    assigned.set()
+    _redirect_output(child_log_path(Path(assignment["folder"]), int(assignment["child"])))
+    threading.Thread(target=_read_commands, args=(stop_signal,), name="driver-commands", daemon=True).start()
+    return run_assignment(assignment, stop_signal)
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown (daemon threads blocked on stdin, torch's thread pools).
+    os._exit(code)
