@@ -51,6 +51,8 @@ train_crop_size: 32
 valid_resize_size: 32
 valid_crop_size: 32
 cpu_threads: 1
+training_batch_size: 8
+log_every_n_batches: 1
 sampling: grid
 search_space:
   learning_rate: choice({rates})
@@ -77,6 +79,35 @@ def execute(client, code: str, timeout: float = 120) -> tuple[str, list[dict]]:
     return reply["content"]["status"], messages
 
 
+def record(out: Path, recorded: list[dict], final: dict, workspace: Path) -> None:
+    """Write the recording: times relative to the first state, run ids kept, paths of this machine dropped."""
+    import shutil
+
+    if not recorded or recorded[-1]["state"] != final:
+        recorded.append({"t": time.time(), "state": final})
+    start = recorded[0]["t"]
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "states.jsonl", "w", encoding="utf-8") as handle:
+        for item in recorded:
+            state = dict(item["state"])
+            state["children"] = [{**c, "model_path": None} for c in state["children"]]
+            handle.write(json.dumps({"t": round(item["t"] - start, 3), "state": state}) + "\n")
+    for child in final["children"]:
+        if child.get("run_id"):
+            target = out / "runs" / child["run_id"] / "events.jsonl"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            lines = []
+            for line in (workspace / "runs" / child["run_id"] / "events.jsonl").read_text().splitlines():
+                event = json.loads(line)
+                event["time"] = round(event["time"] - start, 3)
+                for key in ("output_dir", "path", "model_path"):
+                    if event.get(key):
+                        event[key] = Path(event[key]).name
+                event.pop("config", None)
+                lines.append(json.dumps(event))
+            target.write_text("\n".join(lines) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--children", type=int, default=2)
@@ -84,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for the sweep")
     parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument("--record", default=None, metavar="DIR",
+                        help="also record the sweep for replay tests: every distinct state.json as it was seen "
+                             "(DIR/states.jsonl) and each child's events (DIR/runs/<run_id>/events.jsonl)")
     args = parser.parse_args(argv)
 
     from jupyter_client.manager import start_new_kernel
@@ -111,9 +145,20 @@ def main(argv: list[str] | None = None) -> int:
             updates: dict[tuple[int, int], float] = {}
             deadline = time.monotonic() + args.timeout
             final = False
+            recorded: list[dict] = []
+            state_file = folder / "workspace" / "experiments" / "latency" / "state.json"
+            next_look = 0.0
             while time.monotonic() < deadline and not (final and replied):
+                if args.record and time.monotonic() >= next_look:
+                    next_look = time.monotonic() + 0.1
+                    try:
+                        seen = json.loads(state_file.read_text())
+                    except (OSError, ValueError):
+                        seen = None
+                    if seen is not None and (not recorded or recorded[-1]["state"] != seen):
+                        recorded.append({"t": time.time(), "state": seen})
                 try:
-                    msg = client.get_iopub_msg(timeout=0.2)
+                    msg = client.get_iopub_msg(timeout=0.05)
                 except queue.Empty:
                     msg = None
                 now = time.time()
@@ -156,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                     if isinstance(event, EpochMetrics) and (child["id"], event.epoch) in updates:
                         latencies.append(updates[(child["id"], event.epoch)] - event.time)
             results["epoch_updates"] = len(latencies)
+            if args.record:
+                record(Path(args.record), recorded, json.loads(state_file.read_text()), folder / "workspace")
             if latencies:
                 results["update_latency_seconds"] = {
                     "min": round(min(latencies), 3), "median": round(statistics.median(latencies), 3),

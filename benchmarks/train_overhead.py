@@ -53,18 +53,25 @@ class FixedBatchesRecipe(ClassificationRecipe):
 
 
 class EpochTimer:
-    def __init__(self):
-        self.start, self.durations = None, []
+    def __init__(self, device: torch.device):
+        self.start, self.durations, self.device = None, [], device
 
     def on_event(self, event):
         if isinstance(event, EpochStarted):
             self.start = time.perf_counter()
         elif isinstance(event, BatchProgress) and event.batch == event.num_batches:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
             self.durations.append(time.perf_counter() - self.start)
 
 
-def plain_epochs(model, batches, config, epochs: int) -> list[float]:
-    model = copy.deepcopy(model).train()
+def plain_epochs(model, batches, config, epochs: int, device: torch.device) -> list[float]:
+    """The reference: what a user would write by hand (with bf16 autocast + channels-last on CUDA, as the
+    engine does there, so both do the same arithmetic)."""
+    cuda = device.type == "cuda"
+    model = copy.deepcopy(model).to(device).train()
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.learning_rate, momentum=config.momentum,
                                 weight_decay=config.weight_decay, nesterov=True)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -72,20 +79,26 @@ def plain_epochs(model, batches, config, epochs: int) -> list[float]:
     for _ in range(epochs):
         start = time.perf_counter()
         for images, targets in batches:
+            images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+            if cuda:
+                images = images.contiguous(memory_format=torch.channels_last)
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(images), targets)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                loss = loss_fn(model(images).float(), targets)
             loss.backward()
             optimizer.step()
+        if cuda:
+            torch.cuda.synchronize()
         durations.append(time.perf_counter() - start)
     return durations
 
 
 def measure(model_name: str, data: Path, size: int, n_batches: int, batch: int, rounds: int, epochs: int,
-            workdir: Path) -> tuple[float, float]:
+            workdir: Path, device: str = "cpu") -> tuple[float, float]:
     config = AutoMLImageConfig(task="image-classification", training_data=str(data), model_name=model_name,
                                pretrained=0, train_crop_size=size, valid_crop_size=size, valid_resize_size=size,
                                training_batch_size=batch, number_of_epochs=epochs, evaluation_frequency=epochs,
-                               early_stopping=0, log_every_n_batches=10 ** 6, device="cpu",
+                               early_stopping=0, log_every_n_batches=10 ** 6, device=device,
                                lr_scheduler="step", step_lr_gamma=1.0)
     records = read_dataset(data, "image-classification", check_images=False)
     base = ClassificationRecipe(config, records.classes, records.records, records.records[:batch])
@@ -98,11 +111,11 @@ def measure(model_name: str, data: Path, size: int, n_batches: int, batch: int, 
     for round_index in range(rounds):
         recipe = FixedBatchesRecipe(config, records.classes, records.records, records.records[:batch],
                                     batches=batches, model=model)
-        timer = EpochTimer()
+        timer = EpochTimer(torch.device(device))
         run_dir = workdir / f"{model_name}-{round_index}"
         Trainer(recipe, config, run_id="bench", run_dir=run_dir, callbacks=CallbackList([timer])).fit()
         engine_rates += [images / d for d in timer.durations[1:]]  # first epoch warms caches up
-        plain_rates += [images / d for d in plain_epochs(model, batches, config, epochs)[1:]]
+        plain_rates += [images / d for d in plain_epochs(model, batches, config, epochs, torch.device(device))[1:]]
     return statistics.median(engine_rates), statistics.median(plain_rates)
 
 
@@ -115,9 +128,10 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the engine then uses bf16 + channels-last)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, {args.size} px, batch {args.batch}, "
+    print(f"torch {torch.__version__}, {args.device}, {args.threads} threads, {args.size} px, batch {args.batch}, "
           f"{args.batches} batches/epoch, {args.rounds} rounds x {args.epochs} epochs (first epoch of each dropped)")
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,7 +139,7 @@ def main() -> int:
                            seed=0, color_by_class=True)
         for name in args.models:
             engine, plain = measure(name, data, args.size, args.batches, args.batch, args.rounds, args.epochs,
-                                    Path(tmp))
+                                    Path(tmp), args.device)
             ratio = engine / plain
             ok = ratio >= 0.95
             failed |= not ok

@@ -31,7 +31,7 @@ _LAZY = {
     "list_datasets": "jupyter_avml.data.registry",
 }
 
-__all__ = sorted(_LAZY) + ["__version__", "load_ipython_extension"]
+__all__ = sorted(_LAZY) + ["__version__", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def __getattr__(name: str) -> Any:
@@ -52,3 +52,10 @@ def load_ipython_extension(ipython) -> None:
     from jupyter_avml.magics import load_ipython_extension as _load
 
     _load(ipython)
+
+
+def unload_ipython_extension(ipython) -> None:
+    """``%unload_ext jupyter_avml`` (and ``%reload_ext``)."""
+    from jupyter_avml.magics import unload_ipython_extension as _unload
+
+    _unload(ipython)

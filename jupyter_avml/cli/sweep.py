@@ -229,11 +229,14 @@ def run_stop(args) -> int:
 
     handle = attach(args.name, args.workspace)
     if args.child is not None:
-        handle.stop_child(args.child, reason=args.reason)
-        print(f"asked child {args.child} of {args.name} to stop")
-    else:
-        handle.stop(reason=args.reason)
+        if handle.stop_child(args.child, reason=args.reason):
+            print(f"asked child {args.child} of {args.name} to stop (after its current batch)")
+        else:
+            print(f"child {args.child} of {args.name} has already ended ({handle.state.child(args.child).status})")
+    elif handle.stop(reason=args.reason):
         print(f"asked experiment {args.name} to stop (its children stop after their current batch)")
+    else:
+        print(f"experiment {args.name} has already ended ({handle.state.status})")
     return 0
 
 

@@ -9,6 +9,7 @@ and ``data-*`` attributes name the parts for tests and for the browser test (``a
 from __future__ import annotations
 
 import base64
+import math
 from html import escape
 from typing import Any
 
@@ -125,7 +126,7 @@ def chart_svg(snap: Snapshot, width: int = 560, height: int = 250) -> str:
     plot_w, plot_h = width - left - right, height - top - bottom
     series = [row for row in sorted(snap.rows, key=lambda r: r.id) if row.history]
     values = [v for row in series for _, v in row.history]
-    low, high = _y_range(values)
+    low, high = y_range(values)
     max_epoch = snap.max_epochs
 
     def x(epoch: float) -> float:
@@ -174,17 +175,17 @@ def chart_svg(snap: Snapshot, width: int = 560, height: int = 250) -> str:
     return "".join(parts)
 
 
-def _y_range(values: list[float]) -> tuple[float, float]:
+def y_range(values: list[float]) -> tuple[float, float]:
+    """The chart's value axis: the values' range rounded out to tenths (metrics live in [0, 1])."""
     if not values:
         return 0.0, 1.0
-    low, high = min(values), max(values)
-    # Metrics live in [0, 1]: round the range out to tenths, so small changes stay readable.
-    low = max(0.0, int(low * 10) / 10) if low >= 0 else low
-    high = min(1.0, -int(-high * 10) / 10) if high <= 1 else high
-    if high - low < 0.1:
-        low, high = max(0.0, low - 0.05), min(1.0, high + 0.05) if high <= 1 else high + 0.05
-    if high <= low:
-        high = low + 1.0
+    low = math.floor(min(values) * 10 + 1e-9) / 10
+    high = math.ceil(max(values) * 10 - 1e-9) / 10
+    if high - low < 0.1 - 1e-9:  # one value on a tenth: give it room on both sides
+        low, high = low - 0.05, high + 0.05
+    if 0.0 <= min(values) and max(values) <= 1.0:  # keep inside [0, 1], sliding rather than shrinking
+        width = high - low
+        low, high = max(0.0, min(low, 1.0 - width)), min(1.0, max(high, width))
     return low, high
 
 

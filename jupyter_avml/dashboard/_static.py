@@ -54,7 +54,7 @@ def details_html(row: ChildRow, primary_metric: str, report: RunReport | None) -
     """A child's report: title, curves, confusion matrix, PR curves, per-class metrics."""
     parts = [details_title_html(row, primary_metric, report)]
     if report is not None:
-        images = "".join(png_img(name, report.images[name], width=360) for name in REPORT_IMAGES
+        images = "".join(png_img(name, report.images[name], width=320) for name in REPORT_IMAGES
                          if name in report.images)
         if images:
             parts.append(f'<div class="avml-report-images">{images}</div>')

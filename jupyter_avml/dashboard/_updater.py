@@ -3,8 +3,9 @@
 It polls (reads files), and when the picture changed it renders, which only sets widget state: traitlets
 assignments that ipykernel sends as comm messages. It never calls ``display()`` (output from a thread lands
 in whatever cell runs at that moment). One render per ``interval`` at most (0.5 s: about 2 updates per
-second), each one batched by the view (``hold_sync``). It ends by itself after rendering a finished
-experiment, or when ``stop()`` is called (the widget was closed).
+second), batched: a render draws everything that changed since the last one, however many events and state
+writes that was, and only the widgets whose part changed send a message. It ends by itself after rendering
+a finished experiment, or when ``stop()`` is called (the widget was closed).
 """
 
 from __future__ import annotations

@@ -63,7 +63,8 @@ class DashboardWidget(widgets.VBox):
                                           tooltip="stop every child and end the experiment")
         self.message = widgets.HTML(value="")
         self.details_title = widgets.HTML(value="")
-        self.images = {name: widgets.Image(format="png", layout=widgets.Layout(max_width="380px",
+        # The run's PNGs are 500 px wide or so: four side by side, wrapping on narrow screens.
+        self.images = {name: widgets.Image(format="png", layout=widgets.Layout(width="320px", height="auto",
                                                                                  display="none"))
                        for name in REPORT_IMAGES}
         self.per_class = widgets.HTML(value="")
@@ -76,7 +77,10 @@ class DashboardWidget(widgets.VBox):
             image.add_class(f"avml-{name.replace('_', '-')}")
         self.controls = widgets.HBox([self.child_select, self.stop_child_button, self.stop_button, self.message])
         self.controls.add_class("avml-controls")
-        self.details = widgets.VBox([self.details_title, widgets.HBox(list(self.images.values())), self.per_class])
+        self.details = widgets.VBox([self.details_title,
+                                     widgets.HBox(list(self.images.values()),
+                                                  layout=widgets.Layout(flex_flow="row wrap")),
+                                     self.per_class])
         self.details.add_class("avml-details")
         if controller is None:
             self.stop_child_button.layout.display = "none"
@@ -89,7 +93,7 @@ class DashboardWidget(widgets.VBox):
 
     # -- drawing -----------------------------------------------------------------------------------------
     def render(self, snap: Snapshot) -> None:
-        """Draw ``snap``: only the parts whose data changed, each part's traits in one message."""
+        """Draw ``snap``: only the parts whose data changed (one state message per changed part)."""
         with self._lock:
             self._rendering = True
             try:
@@ -137,22 +141,21 @@ class DashboardWidget(widgets.VBox):
         key = (row, report is not None)
         if not self._changed("details", key):
             return
-        with self.details.hold_sync():
-            if row is None:
-                self.details_title.value = _hint(snap)
-                self.per_class.value = ""
-                for image in self.images.values():
-                    image.layout.display = "none"
-                return
-            self.details_title.value = details_title_html(row, snap.primary_metric, report)
-            self.per_class.value = per_class_html(report.per_class) if report is not None else ""
-            for name, image in self.images.items():
-                png = report.images.get(name) if report is not None else None
-                if png:
-                    image.value = png
-                    image.layout.display = ""
-                else:
-                    image.layout.display = "none"
+        if row is None:
+            self.details_title.value = _hint(snap)
+            self.per_class.value = ""
+            for image in self.images.values():
+                image.layout.display = "none"
+            return
+        self.details_title.value = details_title_html(row, snap.primary_metric, report)
+        self.per_class.value = per_class_html(report.per_class) if report is not None else ""
+        for name, image in self.images.items():
+            png = report.images.get(name) if report is not None else None
+            if png:
+                image.value = png
+                image.layout.display = ""
+            else:
+                image.layout.display = "none"
 
     def _row(self, child_id: int | None) -> ChildRow | None:
         if child_id is None or self.snapshot is None:

@@ -21,8 +21,8 @@ copy when both fail), named by index with the extension of their actual format. 
 would decode differently from our decoder (``jupyter_avml.data.images.load_image``) is written instead as
 a PNG decoded by ours: EXIF-rotated files, transparency (ours composites over white, OpenCV drops alpha),
 16-bit, palette, CMYK and other modes, formats outside JPEG/PNG/BMP/WebP, and JPEGs that do not end with
-the end-of-image marker (e.g. trailing bytes: ultralytics calls them corrupt and rewrites them). So training sees the pixels that evaluation and
-inference see.
+the end-of-image marker (e.g. trailing bytes: ultralytics calls them corrupt and rewrites them). So training
+sees the pixels that evaluation and inference see.
 
 Cache key (``digest``): a SHA-256 of the layout version, the class names and, per split and record, the
 image file's absolute path, size and modification time and the label lines. The same records give the

@@ -62,11 +62,12 @@ class DetectionPredictor(Predictor):
 
     def _format(self, output: dict[str, torch.Tensor], width: int, height: int) -> dict[str, Any]:
         from jupyter_avml.data.masks import mask_to_polygons, normalize_polygons
+        from jupyter_avml.training.detection import MASK_THRESHOLD
 
         boxes = output["boxes"].float().cpu().tolist()
         scores = output["scores"].float().cpu().tolist()
         labels = output["labels"].cpu().tolist()
-        masks = (output["masks"][:, 0] > 0.5).cpu().numpy() if self.with_masks else None
+        masks = (output["masks"][:, 0] > MASK_THRESHOLD).cpu().numpy() if self.with_masks else None
         found = []
         for k, (box, score, label) in enumerate(zip(boxes, scores, labels)):
             item: dict[str, Any] = {

@@ -1,4 +1,5 @@
-"""Tiling for small objects (spec section 6: ``tile_grid_size``, ``tile_overlap_ratio``, ``tile_predictions_nms_thresh``).
+"""Tiling for small objects (spec section 6: ``tile_grid_size``, ``tile_overlap_ratio``,
+``tile_predictions_nms_thresh``).
 
 A detector resizes every input to ``min_size``/``max_size``, so the small objects of a large image shrink
 below what its feature maps resolve. Tiling cuts the image into a grid of overlapping tiles; each tile is

@@ -59,7 +59,7 @@ HELP = """\
 %avml convert FORMAT SRC -o OUT     convert a dataset to JSONL (the options of `avml convert`)
 %avml help                          this text
 
-Every verb takes --workspace DIR.
+list, status, attach, stop, best and register take --workspace DIR.
 """
 
 
@@ -117,11 +117,11 @@ class AvmlMagics(Magics):
 
     # -- %%avml ------------------------------------------------------------------------------------------
     def _cell(self, args, line: str, cell: str):
+        from jupyter_avml.sweep.experiment import Experiment, default_experiment_name
         from jupyter_avml.workspace import Workspace
 
         if args.var is not None and not args.var.isidentifier():
             raise UsageError(f"avml: --var {args.var!r} is not a Python variable name")
-        from jupyter_avml.sweep.experiment import Experiment, default_experiment_name
 
         cell_lines = [f"%%avml {line}".rstrip()] + cell.splitlines()
         workspace = Workspace.resolve(args.workspace)
@@ -175,8 +175,8 @@ class AvmlMagics(Magics):
         try:
             handle.wait()
         except KeyboardInterrupt:
-            print(f"stopped waiting; the experiment goes on in the background "
-                  f"(%avml stop {widget.snapshot.name if widget.snapshot else ''} stops it)", file=sys.stderr)
+            print(f"stopped waiting; the experiment goes on in the background (%avml stop {handle.name} stops it)",
+                  file=sys.stderr)
             return
         if widget.updater is not None:
             widget.updater.join(10)
@@ -184,7 +184,12 @@ class AvmlMagics(Magics):
 
     # -- %avml VERB ----------------------------------------------------------------------------------------
     def _line(self, line: str):
-        words = shlex.split(line) if line.strip() else []
+        from jupyter_avml.workspace import Workspace
+
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:  # an unclosed quote
+            raise UsageError(f"%avml: {exc}: {line}") from None
         if not words or words[0] in ("help", "-h", "--help"):
             print(HELP)
             return None
@@ -192,8 +197,6 @@ class AvmlMagics(Magics):
         if verb in CLI_VERBS:
             return self._cli(verb, words[1:])
         args = self._verbs.parse_args(words)
-        from jupyter_avml.workspace import Workspace
-
         workspace = Workspace.resolve(args.workspace).root
         try:
             return getattr(self, f"_verb_{verb}")(args, workspace)
@@ -206,12 +209,12 @@ class AvmlMagics(Magics):
         self._display(ExperimentList.scan(workspace))
 
     def _verb_status(self, args, workspace: Path):
-        from jupyter_avml.dashboard import ExperimentFiles, DashboardSource, text_summary
+        from jupyter_avml.dashboard import DashboardSource, ExperimentFiles, text_summary
         from jupyter_avml.errors import NotFoundError
 
         name = args.name
         if name is None:
-            name, workspace = self._default_experiment(workspace)
+            name, workspace = self._default_experiment(workspace, explicit=args.workspace is not None)
         snap = DashboardSource(ExperimentFiles(name, workspace)).poll()
         if snap is None:
             raise NotFoundError(f"no experiment {name!r} in {workspace} (see %avml list)")
@@ -290,12 +293,12 @@ class AvmlMagics(Magics):
             raise UsageError(f"%avml {verb}: found problems (exit status {status})")
         return None
 
-    def _default_experiment(self, workspace: Path) -> tuple[str, Path]:
+    def _default_experiment(self, workspace: Path, explicit: bool = False) -> tuple[str, Path]:
+        """The experiment last started or attached here; else (or in another workspace) the newest one."""
         from jupyter_avml.errors import NotFoundError
-
         from jupyter_avml.sweep.experiment import list_experiments
 
-        if self.last_experiment is not None:
+        if self.last_experiment is not None and (not explicit or self.last_experiment[1] == workspace):
             return self.last_experiment
         states = list_experiments(workspace)
         if not states:

@@ -385,7 +385,8 @@ class _Parser:
             names = models.values if isinstance(models, Choice) else (models,)
             if isinstance(models, Distribution) and not isinstance(models, Choice):
                 raise self.fail(f"search_space: model_name must be a choice of model names, got {models}",
-                                "search_space.model_name", str(models), self._space_line_key(where, index, "model_name"))
+                                "search_space.model_name", str(models),
+                                self._space_line_key(where, index, "model_name"))
             for name in names:
                 try:
                     spec = get_model_spec(str(name), task)

@@ -289,30 +289,35 @@ class ExperimentHandle:
                 raise TimeoutError(f"experiment {self.name!r} is still {state.status} after {timeout:g} s")
             time.sleep(poll)
 
-    def stop(self, reason: str = "stopped by user") -> None:
+    def stop(self, reason: str = "stopped by user") -> bool:
         """Ask the driver to stop every child cleanly and end the experiment as ``stopped``.
 
-        Returns at once (``wait()`` to see the end). When no driver runs it, the state is closed here.
+        Returns at once (``wait()`` to see the end): ``False`` when the experiment had already ended. When no
+        driver runs it, the state is closed here.
         """
         from jupyter_avml.sweep.driver import STOP_FILE, write_json_atomic
 
         state = self.state
         if state.finished:
-            return
+            return False
         write_json_atomic(self.folder / STOP_FILE, {"reason": reason, "time": time.time()})
         if not self.driver_alive:
             state = self.state
             if state.finished:
-                return
+                return True
             now = time.time()
             for child in state.children:
                 if not child.finished:
                     child.status, child.reason, child.ended = "stopped", reason, now
             state.status, state.reason, state.ended = "stopped", reason, now
             write_state(self.folder, state)
+        return True
 
-    def stop_child(self, child_id: int, reason: str = "stopped by user") -> None:
-        """Ask the driver to stop one child cleanly (status ``stopped``); the sweep goes on."""
+    def stop_child(self, child_id: int, reason: str = "stopped by user") -> bool:
+        """Ask the driver to stop one child cleanly (status ``stopped``); the sweep goes on.
+
+        Returns ``False`` when the child had already ended.
+        """
         from jupyter_avml.sweep.driver import write_json_atomic
 
         state = self.state
@@ -322,11 +327,12 @@ class ExperimentHandle:
             ids = ", ".join(str(c.id) for c in state.children) or "none yet"
             raise NotFoundError(f"experiment {self.name!r} has no child {child_id} (children: {ids})") from None
         if child.finished:
-            return
+            return False
         if not self.driver_alive:
             raise AvmlError(self._driver_gone_message())
         (self.folder / "children").mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.folder / "children" / f"{child.id}.stop", {"reason": reason, "time": time.time()})
+        return True
 
     def resume(self) -> ExperimentHandle:
         """Start a new driver for an interrupted, stopped, timed-out or failed experiment.
@@ -360,10 +366,11 @@ class ExperimentHandle:
     def _driver_gone_message(self) -> str:
         from jupyter_avml.sweep.driver import tail_lines
 
-        tail = tail_lines(self.folder / "driver.log", 8)
+        log = self.folder / "driver.log"
+        tail = tail_lines(log, 8)
         return (f"the driver of experiment {self.name!r} is not running and the experiment did not finish "
                 f"(status {self.state.status}); resume it with attach({self.name!r}).resume() or "
-                f"`avml sweep --resume {self.name}`" + (f"; end of {self.folder / 'driver.log'}:\n{tail}" if tail else ""))
+                f"`avml sweep --resume {self.name}`" + (f"; end of {log}:\n{tail}" if tail else ""))
 
     def __repr__(self) -> str:
         try:

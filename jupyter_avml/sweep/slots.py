@@ -122,6 +122,11 @@ def plan_slots(device: str, *, cpu_slots: int | None = None, max_concurrent: int
         if found:
             threads = cpu_threads or max(1, cores // len(found))
             return [Slot(i, "gpu", gpu, threads) for i, gpu in enumerate(found)]
+        if device.startswith("cuda"):
+            from jupyter_avml.errors import ConfigError
+
+            raise ConfigError(f"device is {device!r} but no CUDA GPU is available; use device: auto or cpu",
+                              field="device", value=device)
     if cpu_slots is not None:
         count = cpu_slots
     elif max_concurrent is not None:

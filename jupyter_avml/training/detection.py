@@ -19,6 +19,17 @@ the detector's ``GeneralizedRCNNTransform``, for training, validation and infere
 With ``tile_grid_size``, each training image gives the full image plus each of its tiles as separate samples,
 and validation merges full-image and tile predictions (``jupyter_avml.inference.tiling``: rules and cost).
 
+Region sampling
+---------------
+Faster and Mask R-CNN train their box (and mask) head on ``ROI_SAMPLES_PER_IMAGE`` = 128 regions per image,
+at most 25 % of them positives, instead of torchvision's 512 (chosen for COCO at 800-1333 px with many
+objects per image; detectron2's tutorial uses 128 as "faster, and good enough"). The head's cost grows with
+that number: a Faster R-CNN ResNet-18 step on 96 px inputs took 1.4 s of CPU per image at 512 regions and
+0.46 s at 128. On images with a few objects, 512 regions are nearly all background, which also slowed
+learning from scratch on the shapes set (no detection at all after two epochs of 80 images at 512 regions;
+mAP 0.28 after two epochs of 120 images at 64). It changes training only: inference, the saved weights and
+RetinaNet (which has no region head) are unaffected.
+
 Evaluation
 ----------
 mAP (``validation_metric_type`` voc, coco or coco_voc; ``jupyter_avml.metrics.detection_metrics``) ranks
@@ -50,6 +61,8 @@ from jupyter_avml.training.classification import IMAGE_CACHE_BYTES, DecodedImage
 from jupyter_avml.training.recipe import Recipe
 
 EVAL_SCORE_THRESH = 0.001
+ROI_SAMPLES_PER_IMAGE = 128
+"""Regions per image that train the box (and mask) head of Faster/Mask R-CNN (torchvision's default: 512)."""
 MASK_THRESHOLD = 0.5  # Mask R-CNN mask probabilities -> binary masks (metrics and predicted polygons)
 
 
@@ -211,11 +224,14 @@ class DetectionRecipe(Recipe):
         from jupyter_avml.models.detection import build_detector
 
         config = self.config
-        return build_detector(config.model_spec, len(self.class_names), pretrained=bool(config.pretrained),
-                              pretrained_weights=config.pretrained_weights, min_size=config.min_size,
-                              max_size=config.max_size, box_score_thresh=config.box_score_thresh,
-                              box_nms_thresh=config.box_nms_thresh,
-                              box_detections_per_img=config.box_detections_per_img)
+        model = build_detector(config.model_spec, len(self.class_names), pretrained=bool(config.pretrained),
+                               pretrained_weights=config.pretrained_weights, min_size=config.min_size,
+                               max_size=config.max_size, box_score_thresh=config.box_score_thresh,
+                               box_nms_thresh=config.box_nms_thresh,
+                               box_detections_per_img=config.box_detections_per_img)
+        if hasattr(model, "roi_heads"):  # training-only: inference and the saved weights are unaffected
+            model.roi_heads.fg_bg_sampler.batch_size_per_image = ROI_SAMPLES_PER_IMAGE
+        return model
 
     # -- data -----------------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset, batch_size: int, *, shuffle: bool, epoch: int = 0) -> DataLoader:

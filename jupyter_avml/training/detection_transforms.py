@@ -15,8 +15,9 @@ Every step is a torchvision transforms v2 transform over an ``(image, target)`` 
    their boxes. An image without boxes is not cropped.
 3. Zoom out ("expand"), with probability ``ZOOM_OUT_PROBABILITY``: ``RandomZoomOut`` places the image on a
    canvas 1 to ``ZOOM_OUT_MAX_SIDE`` times its size, filled with the ImageNet mean colour (zero after
-   normalisation; masks are filled with 0). SSD expands up to 4x; 2x keeps the objects of small images
-   above the size the smallest anchors (32 px) can match once the detector resizes the canvas.
+   normalisation; masks are filled with 0). The detector resizes the larger canvas back to ``min_size``, so
+   objects shrink by the same factor: SSD expands up to 4x, but 2x keeps objects at half their size or more,
+   within reach of the smallest anchors (32 px) on small images.
 4. ``RandomHorizontalFlip`` (p = 0.5).
 5. ``ToDtype(float32, scale=True)``: pixels in [0, 1], the input the detectors take.
 6. ``ClampBoundingBoxes``: boxes clipped to the image.
@@ -41,7 +42,6 @@ from typing import Any
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
-from torchvision.transforms.v2._utils import get_bounding_boxes
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_MEAN_UINT8 = tuple(round(255 * m) for m in IMAGENET_MEAN)
@@ -61,7 +61,8 @@ class CropAroundBoxes(v2.RandomIoUCrop):
     """
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        if get_bounding_boxes(flat_inputs).shape[0] == 0:
+        boxes = next(item for item in flat_inputs if isinstance(item, tv_tensors.BoundingBoxes))
+        if boxes.shape[0] == 0:
             return {}
         return super().make_params(flat_inputs)
 

@@ -69,6 +69,7 @@ def write_plots(outputs_dir: Path, *, class_names: list[str], primary_metric: st
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     files: dict[str, Path] = {}
     epochs = [h["epoch"] for h in history]
@@ -76,6 +77,7 @@ def write_plots(outputs_dir: Path, *, class_names: list[str], primary_metric: st
         fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
         ax.plot(epochs, [h["train_loss"] for h in history], marker="o")
         ax.set(xlabel="epoch", ylabel="training loss", title="Training loss")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         files["loss_curve"] = _save(fig, outputs_dir / "loss_curve.png")
         evaluated = [(h["epoch"], h["metrics"].get(primary_metric)) for h in history
                      if h["metrics"].get(primary_metric) is not None]
@@ -83,6 +85,7 @@ def write_plots(outputs_dir: Path, *, class_names: list[str], primary_metric: st
             fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
             ax.plot([e for e, _ in evaluated], [v for _, v in evaluated], marker="o", color="tab:green")
             ax.set(xlabel="epoch", ylabel=primary_metric, title=f"Validation {primary_metric}")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             files["metric_curve"] = _save(fig, outputs_dir / "metric_curve.png")
     if best is not None and best.confusion_matrix is not None:
         files["confusion_matrix_plot"] = _save(confusion_matrix_figure(best.confusion_matrix, class_names),

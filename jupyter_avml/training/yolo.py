@@ -91,7 +91,8 @@ letterbox to img_size, NMS at ``box_iou_thresh`` with ``conf=0.001`` and one box
 ultralytics validates), and ``metrics.detection_metrics`` scores them against the records (crowd boxes
 included, with our crowd rule) with ``validation_metric_type``; precision and recall count the detections
 scoring at least ``box_score_thresh``. So YOLO and the torchvision detectors are compared by the same
-numbers. Our primary value is returned as ultralytics' fitness, so its ``best.pt`` follows our best too.
+numbers. Our primary value is returned as ultralytics' fitness when it improves (None otherwise), so its
+``best.pt`` is written at the same epochs as our ``outputs/model.pt``.
 An improved primary metric writes ``outputs/model.pt`` (the engine's ``_track_best``). After the epoch's
 events, the engine's early-stopping rule sets ``trainer.stop``.
 
@@ -393,10 +394,12 @@ class YoloRunner:
                           pretrained=bool(config.pretrained) and not resuming,
                           pretrained_weights=None if resuming else config.pretrained_weights,
                           workspace_dir=workspace)
+        model_file = yolo_model_file(config.model_size, spec.backend)
         overrides = ultralytics_overrides(config, data_yaml=self.layout.data_yaml, run_dir=self.run_dir,
-                                          device=self.device, model_file=yolo_model_file(config.model_size, spec.backend))
+                                          device=self.device, model_file=model_file)
         trainer = _trainer_class()(self, overrides)
         torch.set_num_threads(threads)  # ultralytics' select_device resets the CPU thread count
+        self.device = trainer.device  # the same device, with the index ultralytics resolved ("cuda" -> cuda:0)
         trainer.model = yolo.model
         for event, callback in (("on_pretrain_routine_end", self._on_setup_done),
                                 ("on_train_start", lambda _: self._emit_run_started()),
@@ -465,7 +468,8 @@ class YoloRunner:
             loader.generator.manual_seed(torch.initial_seed())
         self._batch_index = -1
         self._epoch_started = time.perf_counter()
-        self.callbacks.on_event(EpochStarted(self.run_id, epoch=epoch + 1, number_of_epochs=self.config.number_of_epochs))
+        self.callbacks.on_event(EpochStarted(self.run_id, epoch=epoch + 1,
+                                             number_of_epochs=self.config.number_of_epochs))
 
     def _on_batch_start(self, trainer) -> None:
         self._batch_index += 1
@@ -540,7 +544,8 @@ class YoloRunner:
         result = self._epoch_result
         metrics = {f"metrics/{name}": float(result.scalars.get(name, math.nan)) if result else math.nan
                    for name in ("precision", "recall", "mean_average_precision")}
-        return metrics, (_finite_or_none(result.primary_value) if result else None)
+        # ultralytics writes best.pt when its fitness equals its best: give it a fitness only when ours improved.
+        return metrics, (self.state.best_value if self._epoch_is_best else None)
 
     def evaluate(self, model: torch.nn.Module) -> MetricsResult:
         """Detection metrics of ``model`` (a ``DetectionModel``) on the validation records."""

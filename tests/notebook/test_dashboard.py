@@ -7,6 +7,7 @@ import base64
 import re
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -90,6 +91,17 @@ def test_snapshots_compare_equal_when_nothing_changed():
     first = model.snapshot()
     model.apply_state(ExperimentState.from_dict(state.to_dict()))
     assert model.snapshot() == first
+
+
+def test_chart_axis_holds_every_value():
+    from jupyter_avml.dashboard._html import y_range
+
+    for values in ([0.4444], [0.3333, 0.4444], [0.0, 1.0], [0.5], [0.91, 0.97], [0.05], [0.99], [1.0], [1.7, 2.2]):
+        low, high = y_range(values)
+        assert low <= min(values) and max(values) <= high and high - low >= 0.1 - 1e-9, (values, low, high)
+        if max(values) <= 1:
+            assert 0.0 <= low and high <= 1.0
+    assert y_range([0.3333, 0.4444]) == (0.3, 0.5)
 
 
 # -- the files ---------------------------------------------------------------------------------------------
@@ -236,7 +248,7 @@ def test_static_fallback_in_the_display_bundle(scripted):
     html = widget._repr_mimebundle_()["text/html"]
     outputs = sweep.workspace / "runs" / sweep.run_id(1) / "outputs"
     png = base64.b64encode((outputs / "confusion_matrix.png").read_bytes()).decode()
-    assert f'class="avml-confusion-matrix" alt="confusion matrix" width="360" src="data:image/png;base64,{png}"' in html
+    assert f'class="avml-confusion-matrix" alt="confusion matrix" width="320" src="data:image/png;base64,{png}"' in html
     assert 'class="avml-chart"' in html and 'data-status="completed"' in html
     summary = static_summary("static", sweep.workspace)._repr_html_()
     assert png in summary and 'class="avml-per-class"' in summary
@@ -333,4 +345,70 @@ def test_a_state_left_unfinished_by_a_dead_driver_shows_as_interrupted(scripted)
     live = open_dashboard("orphan", sweep.workspace, interval=0.1)
     assert live.snapshot.status == "running" and live.updater.alive
     live.close()
+    widget.close()
+
+
+# -- a recorded sweep -----------------------------------------------------------------------------------------
+RECORDED = Path(__file__).parent / "data" / "recorded_sweep"
+
+
+def test_replay_of_a_recorded_sweep_through_the_files(tmp_path):
+    """A real sweep (2 children x 3 epochs), recorded by ``benchmarks/notebook_latency.py --record``: every
+    state.json the driver wrote, and each child's events, replayed in the order and at the moments they
+    were seen. The dashboard must follow: statuses as the driver says, never less than the state knows, no
+    progress lost, the leaderboard sorted, and the final picture the driver's."""
+    import json
+    import os
+
+    from jupyter_avml.dashboard import DashboardWidget
+    from jupyter_avml.sweep.driver import process_identity, write_json_atomic
+    from jupyter_avml.sweep.state import experiment_dir, write_state
+
+    states = [json.loads(line) for line in (RECORDED / "states.jsonl").read_text().splitlines()]
+    events = {run.name: (run / "events.jsonl").read_text().splitlines() for run in (RECORDED / "runs").iterdir()}
+    name = states[0]["state"]["name"]
+    workspace = tmp_path / "ws"
+    folder = experiment_dir(workspace, name)
+    folder.mkdir(parents=True)
+    write_json_atomic(folder / "driver.json", process_identity(os.getpid()))  # this process replays the driver
+    files = ExperimentFiles(name, workspace)
+    source = DashboardSource(files)
+    widget = DashboardWidget(report_loader=files.run_report)
+    written = dict.fromkeys(events, 0)
+    previous = None
+    ahead = 0
+    for item in states:
+        for run_id, lines in events.items():
+            due = [line for line in lines if json.loads(line)["time"] <= item["t"]]
+            if len(due) > written[run_id]:
+                path = workspace / "runs" / run_id / "events.jsonl"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "a") as handle:
+                    handle.write("".join(line + "\n" for line in due[written[run_id]:]))
+                written[run_id] = len(due)
+        state = ExperimentState.from_dict(item["state"])
+        write_state(folder, state)
+        snap = source.poll()
+        widget.render(snap)
+        assert snap.status == state.status and len(snap.rows) == len(state.children)
+        for child in state.children:
+            row = snap.row(child.id)
+            assert row.status == child.status
+            assert {tuple(h) for h in child.metric_history} <= set(row.history)
+            assert row.epoch >= child.epoch
+            ahead += len(row.history) > len(child.metric_history)
+            if previous is not None and child.id in {r.id for r in previous.rows}:
+                assert row.progress >= previous.row(child.id).progress - 1e-9
+                assert len(row.history) >= len(previous.row(child.id).history)
+        ranked = [r.best for r in snap.rows if r.best is not None]
+        assert ranked == sorted(ranked, reverse=True)
+        assert _rows(widget.leaderboard.value) == {c.id: c.status for c in state.children}
+        previous = snap
+    final = ExperimentState.from_dict(states[-1]["state"])
+    assert snap.finished and snap.status == "completed" and snap.best_child == final.best_child
+    assert all(len(r.history) == r.number_of_epochs == 3 for r in snap.rows)
+    assert widget.chart.value.count('class="avml-series"') == 2
+    assert f'class="avml-row avml-status-completed avml-best" data-child="{final.best_child}"' in widget.leaderboard.value
+    # In this recording the events told an epoch's metric before the driver's state did: the dashboard showed it.
+    assert ahead >= 1
     widget.close()

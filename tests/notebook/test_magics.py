@@ -340,22 +340,21 @@ def test_best_and_register(shell, finished_sweep):
 
 
 @pytest.mark.slow
-def test_foreground_waits_and_stop_from_another_thread_ends_it(shell, here):
-    """``--foreground`` blocks until the end; ``%avml stop``'s call, made meanwhile, ends the experiment."""
+def test_foreground_waits_and_the_dashboards_stop_button_ends_it(shell, here):
+    """``--foreground`` blocks until the end; the dashboard's Stop button, pressed meanwhile, ends it."""
     import threading
 
+    from jupyter_avml.magics._displays import DISPLAYS
     from jupyter_avml.sweep.experiment import attach
 
     def stop_soon():
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            try:
-                handle = attach("halt")
-            except Exception:
-                time.sleep(0.2)
-                continue
-            handle.stop()
-            return
+            shown = [w for w in DISPLAYS.pending.values() if w.snapshot is not None and w.snapshot.name == "halt"]
+            if shown:
+                shown[0].stop_button.click()  # the real handle's stop(), as the button does in a kernel
+                return
+            time.sleep(0.1)
 
     stopper = threading.Thread(target=stop_soon)
     stopper.start()

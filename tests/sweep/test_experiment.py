@@ -7,15 +7,13 @@ shared with ``test_faults.py``.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 from pathlib import Path
 
 import pytest
 
 from jupyter_avml.data.shapes import make_shapes
-from jupyter_avml.errors import ConfigError, NotFoundError
+from jupyter_avml.errors import AvmlError, ConfigError, NotFoundError
 from jupyter_avml.sweep import Experiment, attach, list_experiments
 from jupyter_avml.sweep.experiment import default_experiment_name
 from jupyter_avml.sweep.state import CHILD_TERMINAL, read_state
@@ -81,12 +79,17 @@ def assert_no_processes(workspace: Path) -> None:
     assert not alive, [" ".join(p.cmdline()) for p in alive]
 
 
-def wait_for(predicate, timeout: float = WAIT, poll: float = 0.2, what: str = "condition"):
+def wait_for(predicate, timeout: float = WAIT, poll: float = 0.2, what: str = "condition", handle=None):
+    """Poll ``predicate`` until it returns something true; fail when ``handle``'s experiment ends first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
+        if handle is not None and read_state(handle.folder).finished:
+            state = read_state(handle.folder)
+            raise AssertionError(f"experiment {state.name} ended {state.status} before {what}: "
+                                 f"{[(c.id, c.status, c.epoch) for c in state.children]}")
         time.sleep(poll)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
@@ -232,7 +235,7 @@ def test_sweep_end_to_end(sweep_data, sweep_ws, monkeypatch, capsys):
     assert row["accuracy"] == [v for _, v in top.metric_history] and row["best_value"] == top.best_value
 
     # registry: versions 1 (API) and 2 (CLI); load_model resolves models:/NAME/VERSION
-    from jupyter_avml.inference.predictor import load_model
+    import jupyter_avml
 
     monkeypatch.setenv("AVML_WORKSPACE", str(sweep_ws))
     assert handle.register_model("shapes-best") == 1
@@ -240,7 +243,7 @@ def test_sweep_end_to_end(sweep_data, sweep_ws, monkeypatch, capsys):
     assert avml(["register", "e2e", "shapes-best"]) == 0
     assert capsys.readouterr().out.strip() == "2"
     image = sorted((sweep_data.parent / "images").iterdir())[0]
-    prediction = load_model("models:/shapes-best/1").predict(str(image))
+    prediction = jupyter_avml.load_model("models:/shapes-best/1").predict(str(image))
     assert prediction["labels"] == ["circle", "square", "triangle"]
     assert sum(prediction["probs"]) == pytest.approx(1.0, abs=1e-5)
 
@@ -251,8 +254,19 @@ def test_sweep_end_to_end(sweep_data, sweep_ws, monkeypatch, capsys):
         [c.status for c in state.children]
     assert avml(["best", "e2e", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["run_id"] == top.run_id
-    assert avml(["status"]) == 0
+    assert avml(["--workspace", str(sweep_ws), "status"]) == 0
     assert "e2e" in capsys.readouterr().out
+    assert avml(["--workspace", str(sweep_ws), "stop", "e2e"]) == 0
+    assert capsys.readouterr().out.strip() == "experiment e2e has already ended (completed)"
+    from jupyter_avml.cli.sweep import follow, summary
+
+    assert follow(handle).status == "completed"
+    board = capsys.readouterr().out
+    assert board.startswith("experiment e2e: completed (") and "1 invalid; 5 iterations" in board.splitlines()[0]
+    assert f" *{top.id:>4}  {top.status}" in board  # the best child is marked
+    assert summary(handle)["best"]["run_id"] == top.run_id
+    with pytest.raises(AvmlError, match="is completed: nothing to resume"):
+        handle.resume()
     with pytest.raises(NotFoundError, match=r"\(experiments: e2e\)"):
         attach("e2e-typo", sweep_ws)
     assert_no_processes(sweep_ws)
@@ -265,12 +279,14 @@ def test_stop_one_child_then_the_budget_runs_out(sweep_data, sweep_ws):
               "iterations": 3, "max_concurrent_iterations": 2, "cpu_slots": 2, "timeout_minutes": 2,
               "search_space": {"learning_rate": "uniform(0.01, 0.05)"}}
     handle = Experiment("budget", sweep_ws).submit(config)
-    wait_for(lambda: (c := state_of(handle, 0)) is not None and c.epoch >= 1, what="child 0's first epoch")
-    handle.stop_child(0)
-    child0 = wait_for(lambda: (c := state_of(handle, 0)).finished and c, what="child 0 to stop")
+    wait_for(lambda: (c := state_of(handle, 0)) is not None and c.epoch >= 1, what="child 0's first epoch",
+             handle=handle)
+    assert avml(["--workspace", str(sweep_ws), "stop", "budget", "--child", "0"]) == 0
+    child0 = wait_for(lambda: (c := state_of(handle, 0)).finished and c, what="child 0 to stop", handle=handle)
     assert (child0.status, child0.reason) == ("stopped", "stopped by user") and child0.best_value is not None
     # its slot goes to the third child while child 1 keeps training
-    wait_for(lambda: (c := state_of(handle, 2)) is not None and c.status == "running", what="child 2 to start")
+    wait_for(lambda: (c := state_of(handle, 2)) is not None and c.status == "running", what="child 2 to start",
+             handle=handle)
     assert state_of(handle, 1).status == "running"
 
     state = handle.wait(timeout=WAIT)
@@ -284,3 +300,56 @@ def test_stop_one_child_then_the_budget_runs_out(sweep_data, sweep_ws):
     for child in state.children:
         run_json = json.loads((sweep_ws / "runs" / child.run_id / "run.json").read_text())
         assert (run_json["status"], run_json["reason"]) == ("stopped", child.reason)
+
+
+@pytest.mark.parametrize("sampling", ["grid", "random", "bayesian"])
+def test_resume_continues_the_sampler(tmp_path, sweep_data, sampling):
+    """What a resumed driver re-runs and asks next (no processes: the driver's bookkeeping alone)."""
+    import optuna
+
+    from jupyter_avml.sweep.config import parse_experiment
+    from jupyter_avml.sweep.driver import Driver
+    from jupyter_avml.sweep.state import ExperimentState, write_state
+    from jupyter_avml.workspace import Workspace
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spec = parse_experiment({**SMALL, "training_data": str(sweep_data), "sampling": sampling, "iterations": 6,
+                             "search_space": {"learning_rate": "choice(0.01, 0.02, 0.03, 0.04, 0.05, 0.06)",
+                                              "momentum": "choice(0.5, 0.9)"}})
+    ws = Workspace.resolve(tmp_path / "ws")
+
+    def driver(resume: bool, state: ExperimentState) -> Driver:
+        d = Driver(ws, "resumed", resume=resume)
+        d.folder.mkdir(parents=True, exist_ok=True)
+        d.spec, d.state = spec, state
+        d.sampler = d.make_sampler()
+        return d
+
+    first = driver(False, ExperimentState(name="resumed", task=spec.task, primary_metric=spec.primary_metric))
+    children = [first.next_child() for _ in range(3)]
+    children[0].metric_history, children[0].best_value = [[1, 0.5]], 0.5
+    first.close_child(children[0], "completed")           # finished: kept
+    children[1].status, children[1].run_id = "running", "run-1"   # interrupted: runs again
+    # children[2] was asked but never started (queued)
+    write_state(first.folder, first.state)
+    del first  # the driver is gone (SIGKILL)
+
+    from jupyter_avml.sweep.state import read_state
+
+    second = driver(True, read_state(ws.root / "experiments" / "resumed"))
+    second.sync_with_state()
+    assert [c.id for c in second.pending] == [1, 2] and all(c.status == "queued" for c in second.pending)
+    assert second.state.child(0).status == "completed" and second.state.child(1).run_id == "run-1"
+    assert [second.next_child().id for _ in range(2)] == [1, 2]  # the unfinished ones first, same params
+    fresh = [second.next_child() for _ in range(3)]
+    assert [c.id for c in fresh] == [3, 4, 5]  # numbering goes on
+    seen = [tuple(sorted(c.params.items())) for c in second.state.children]
+    if sampling == "grid":  # a grid never repeats a combination, across the resume too
+        assert len(set(seen)) == len(seen)
+    if sampling in ("grid", "random"):  # the same deterministic sequence as an uninterrupted sweep
+        reference = driver(False, ExperimentState(name="x", task=spec.task, primary_metric=spec.primary_metric))
+        reference.folder = tmp_path / "unused"
+        assert [reference.next_child().params for _ in range(6)] == [c.params for c in second.state.children]
+    else:
+        study = second.sampler.study
+        assert len(study.trials) == 6 and study.trials[0].state.name == "COMPLETE"

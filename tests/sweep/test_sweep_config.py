@@ -193,7 +193,8 @@ def test_search_space_rules(data):
     with pytest.raises(ConfigError, match="no search_space: every child would train the same"):
         parse_experiment(base(data, iterations=3))
     with pytest.raises(ConfigError, match="grid sampling supports only choice"):
-        parse_experiment(base(data, sampling="grid", iterations=3, search_space={"learning_rate": uniform(0.001, 0.01)}))
+        parse_experiment(base(data, sampling="grid", iterations=3,
+                              search_space={"learning_rate": uniform(0.001, 0.01)}))
     with pytest.raises(ConfigError, match="bayesian sampling supports only"):
         parse_experiment(base(data, sampling="bayesian", iterations=3,
                               search_space={"learning_rate": "loguniform(-9, -3)"}))
@@ -253,3 +254,24 @@ def test_an_invalid_sampled_combination_becomes_an_invalid_child(tmp_path, data)
     assert "learning_rate must be a float in [0, 1], got 2.0" in second.error
     assert driver.sampler.results == {1: ("failed", None)}
     assert (first.model_name, first.number_of_epochs) == ("resnet18", 15)
+
+
+def test_slots(monkeypatch):
+    from jupyter_avml.sweep.slots import detect_gpus, plan_slots
+
+    gpu = plan_slots("auto", gpus=["0", "1"], cores=16)
+    assert [(s.kind, s.gpu, s.threads) for s in gpu] == [("gpu", "0", 8), ("gpu", "1", 8)]
+    assert gpu[1].env()["CUDA_VISIBLE_DEVICES"] == "1"
+    assert [(s.gpu, s.threads) for s in plan_slots("cuda:1", gpus=["0", "1"], cores=16)] == [("1", 16)]
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        plan_slots("cuda", gpus=[], cores=4)
+    cpu = plan_slots("cpu", gpus=["0"], cpu_slots=2, cores=8)
+    assert [(s.kind, s.threads) for s in cpu] == [("cpu", 4), ("cpu", 4)]
+    assert cpu[0].env()["CUDA_VISIBLE_DEVICES"] == "" and cpu[0].env()["OMP_NUM_THREADS"] == "4"
+    assert [s.threads for s in plan_slots("auto", gpus=[], max_concurrent=3, cores=2)] == [1, 1]
+    assert len(plan_slots("auto", gpus=[], cores=16)) == 4
+    assert [s.threads for s in plan_slots("cpu", cpu_slots=2, cpu_threads=1, cores=8)] == [1, 1]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,2")
+    assert detect_gpus() == ["0", "2"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert detect_gpus() == []

@@ -325,6 +325,10 @@ def test_early_stopping_and_best_model_follow_our_rule(shapes, workspace, monkey
     assert [e.is_best for e in recorder.events if e.kind == "epoch_metrics"] == [True, True, False, False]
     payload = torch.load(summary.model_path, weights_only=True)
     assert payload["epoch"] == 2 and payload["metrics"]["mean_average_precision"] == 0.5
+    # ultralytics' own best.pt (its pickled format) is the same epoch (0-based there)
+    weights = Path(summary.output_dir).parent / "ultralytics" / "weights"
+    assert torch.load(weights / "best.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(weights / "last.pt", weights_only=False)["epoch"] == 3
 
 
 def test_a_stop_requested_during_evaluation_ends_the_run_after_that_epoch(shapes, workspace, monkeypatch):
@@ -419,3 +423,41 @@ def test_the_predictor_rebuilds_the_saved_model_with_the_inference_settings(tmp_
 
     with pytest.raises(ConfigError, match="model_size 'medium' does not fit its weights"):
         load_model(path, device="cpu", model_size="medium")
+
+
+# -- learning --------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_yolo_learns_the_shapes_in_a_few_cpu_epochs(tmp_path_factory, workspace):
+    """yolov5 small from scratch at 64 px, 160 training images: AdamW at 0.002 (what ultralytics' optimizer=auto
+    picks for short runs) reaches mAP 0.94 in these 10 epochs (0.999 by epoch 8 of a 30-epoch schedule). SGD at the
+    spec's 0.01 found only one class of three in 30 epochs at 64 px (mAP 0.33); at 256 px (on a GPU) both reach
+    mAP 0.99 by epoch 8."""
+    data = make_shapes(tmp_path_factory.mktemp("shapes-learn"), "image-object-detection", n=200, size=64, seed=3,
+                       color_by_class=True)
+    config = config_for(data, number_of_epochs=10, training_batch_size=16, validation_batch_size=40,
+                        optimizer="adamw", learning_rate=0.002, weight_decay=0.0005, warmup_cosine_lr_warmup_epochs=1,
+                        log_every_n_batches=10)
+    summary = train(config)
+    assert summary.status == "completed"
+    assert summary.primary_metric_value >= 0.8, summary
+
+    # The deployed predictor finds the shapes. After 10 epochs the ranking is good (mAP) but the scores are still
+    # low (measured here: recall 0.67 at the default box_score_thresh 0.1, 0.86 at 0.05, with precision 0.93).
+    from jupyter_avml.inference.predictor import load_model
+    from jupyter_avml.metrics.detection import ImagePredictions, ImageTargets, detection_metrics
+
+    predictor = load_model(summary.output_dir, device="cpu", box_score_thresh=0.05)
+    rows = [json.loads(line) for line in data.read_text().splitlines()[:60]]
+    predictions = predictor.predict([str(data.parent / row["image_url"]) for row in rows])
+
+    def pixels(corners):
+        return np.array([[c["topX"] * 64, c["topY"] * 64, c["bottomX"] * 64, c["bottomY"] * 64] for c in corners],
+                        dtype=float).reshape(-1, 4)
+
+    targets = [ImageTargets(pixels(row["label"]), np.array([CLASSES.index(o["label"]) for o in row["label"]]))
+               for row in rows]
+    found = [ImagePredictions(pixels([b["box"] for b in p["boxes"]]), np.array([b["score"] for b in p["boxes"]]),
+                              np.array([CLASSES.index(b["label"]) for b in p["boxes"]], dtype=int))
+             for p in predictions]
+    scores = detection_metrics(targets, found, CLASSES, score_threshold=0.05).scalars
+    assert scores["precision"] >= 0.75 and scores["recall"] >= 0.75, scores
