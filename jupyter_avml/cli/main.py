@@ -21,6 +21,7 @@ VERB_MODULES = (
     "datasets",
     "train",
     "runs",
+    "sweep",  # also status, stop, best, register
 )
 
 
