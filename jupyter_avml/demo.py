@@ -66,7 +66,7 @@ def make_demo_data(root: Path, echo: Callable[[str], None]) -> dict:
 
     classification = make_shapes(root / "shapes-classification", "image-classification", n=300, size=36, seed=0,
                                  color_by_class=True)
-    detection = make_shapes(root / "shapes-detection", "image-object-detection", n=160, size=96, seed=0,
+    detection = make_shapes(root / "shapes-detection", "image-object-detection", n=120, size=96, seed=0,
                             color_by_class=True)
     for path, task in ((classification, "image-classification"), (detection, "image-object-detection")):
         report = validate_jsonl(path, task)
@@ -116,11 +116,12 @@ def run_demo_sweep(ws: Workspace, echo: Callable[[str], None]) -> dict:
     frame = handle.children
     columns = [c for c in ("id", "model_name", "learning_rate", "status", "best_value", "best_epoch", "reason")
                if c in frame.columns]
-    echo(frame[columns].sort_values("best_value", ascending=False, na_position="last").to_string(index=False))
+    table = frame[columns].sort_values("best_value", ascending=False, na_position="last").fillna("")
+    echo(table.to_string(index=False))
     best = handle.get_best_child()
     echo(f"best child: {best.child_id} {best.model_name} {best.primary_metric}={best.primary_metric_value:.4f}")
     version = handle.register_model("shapes-classifier")
-    predictor = load_model(f"models:/shapes-classifier/{version}")
+    predictor = load_model(f"models:/shapes-classifier/{version}", workspace=ws)
     sample = sorted((Path(ws.root) / "demo" / "shapes-classification" / "images").glob("*.png"))[0]
     prediction = predictor.predict(str(sample))
     top = max(range(len(prediction["labels"])), key=prediction["probs"].__getitem__)
@@ -143,8 +144,9 @@ def run_demo_detection(ws: Workspace, data: str, echo: Callable[[str], None]) ->
     return summary.to_dict()
 
 
-DEMO_DETECTION = dict(number_of_epochs=8, min_size=96, max_size=96, training_batch_size=8, validation_batch_size=8,
-                      optimizer="adam", learning_rate=0.001, warmup_cosine_lr_warmup_epochs=1, early_stopping=0)
+# From scratch on the colour-coded shapes, small batches learn fastest (mAP@0.5 ~0.9 by epoch 3-4 here).
+DEMO_DETECTION = dict(number_of_epochs=4, min_size=96, max_size=96, training_batch_size=4, validation_batch_size=8,
+                      optimizer="adamw", learning_rate=0.001, warmup_cosine_lr_warmup_epochs=1, early_stopping=0)
 
 
 def _indent(text: str, prefix: str = "    ") -> str:

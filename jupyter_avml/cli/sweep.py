@@ -100,8 +100,9 @@ def run_sweep(args) -> int:
     return 1 if state.status == "failed" else 0
 
 
-def follow(handle, quiet: bool = False, poll: float = 1.0, stream=sys.stdout):
+def follow(handle, quiet: bool = False, poll: float = 1.0, stream=None):
     """Print the leaderboard whenever it changes, until the experiment ends (raises if its driver dies)."""
+    stream = stream or sys.stdout  # looked up per call: tests and notebooks replace sys.stdout
     last = None
     while True:
         state = handle.state
@@ -169,9 +170,10 @@ def summary(handle) -> dict[str, Any]:
             "best": best_data}
 
 
-def print_best(handle, stream=sys.stdout) -> None:
+def print_best(handle, stream=None) -> None:
     from jupyter_avml.errors import NotFoundError
 
+    stream = stream or sys.stdout
     try:
         best = handle.get_best_child()
     except NotFoundError as exc:

@@ -56,7 +56,8 @@ def run(args) -> int:
     return 0 if summary.status != "failed" else 1
 
 
-def print_summary(summary, stream=sys.stdout) -> None:
+def print_summary(summary, stream=None) -> None:
+    stream = stream or sys.stdout
     value = summary.primary_metric_value
     shown = f"{value:.4f}" if value is not None else "n/a"
     print(f"run {summary.run_id}: {summary.status}" + (f" ({summary.reason})" if summary.reason else ""), file=stream)

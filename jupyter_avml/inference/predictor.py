@@ -32,13 +32,14 @@ SETTINGS_BY_FAMILY = {
 }
 
 
-def resolve_model_file(path: str | os.PathLike) -> Path:
-    """The ``model.pt`` behind a file, an outputs folder, a run folder or a ``models:/`` URI."""
+def resolve_model_file(path: str | os.PathLike, workspace=None) -> Path:
+    """The ``model.pt`` behind a file, an outputs folder, a run folder or a ``models:/`` URI (looked up in
+    the model registry of ``workspace``)."""
     text = os.fspath(path)
     if text.startswith("models:/"):
         from jupyter_avml.tracking.registry import download_registered_model
 
-        return download_registered_model(text)
+        return download_registered_model(text, workspace)
     candidate = Path(text).expanduser()
     for option in (candidate, candidate / "model.pt", candidate / "outputs" / "model.pt"):
         if option.is_file():
@@ -47,16 +48,18 @@ def resolve_model_file(path: str | os.PathLike) -> Path:
 
 
 def load_model(task: ImageTask | str | os.PathLike, path: str | os.PathLike | None = None, *,
-               device: str = "auto", **model_settings: Any) -> Predictor:
+               device: str = "auto", workspace=None, **model_settings: Any) -> Predictor:
     """Load a trained model for inference; see the module docstring for ``path`` and ``model_settings``.
 
     ``load_model("models:/NAME/1")`` (no task) works too: the task is read from the model file.
+    ``workspace`` is where ``models:/`` names are registered (default: ``$AVML_WORKSPACE`` or
+    ``./avml-workspace``).
     """
     import torch
 
     if path is None:
         path, task = task, None
-    model_file = resolve_model_file(path)
+    model_file = resolve_model_file(path, workspace)
     payload = torch.load(model_file, map_location="cpu", weights_only=True)
     saved_task = ImageTask(payload["task"])
     if task is not None and ImageTask.parse(task) is not saved_task:
