@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -14,7 +15,9 @@ os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 os.environ.setdefault("YOLO_OFFLINE", "1")
 # ultralytics writes its settings file at import: keep it out of HOME (prepare_ultralytics moves it into the
 # workspace for real runs; this covers tests that import ultralytics directly).
-os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="avml-yolo-config-"))
+if "YOLO_CONFIG_DIR" not in os.environ:
+    os.environ["YOLO_CONFIG_DIR"] = _YOLO_CONFIG_DIR = tempfile.mkdtemp(prefix="avml-yolo-config-")
+    atexit.register(shutil.rmtree, _YOLO_CONFIG_DIR, ignore_errors=True)
 os.environ.pop("AVML_WORKSPACE", None)
 
 REPO = Path(__file__).resolve().parents[1]
