@@ -180,8 +180,8 @@ def plain_yolo_rate(layout_root: Path, args, workdir: Path, n_train: int) -> flo
                  "device": "cpu" if args.device == "cpu" else "0", "amp": args.device != "cpu",
                  "pretrained": False, "val": False, "plots": False, "verbose": False, "save": False,
                  "project": str(workdir), "name": "stock-yolo", "exist_ok": True}
+    threads = torch.get_num_threads()  # before the trainer: ultralytics' select_device resets it
     trainer = StockTrainer(overrides=overrides)
-    threads = torch.get_num_threads()
     durations, start = [], [0.0]
 
     def epoch_start(t):

@@ -88,8 +88,9 @@ def dispatch_and_utilisation(workspace: Path, data: Path, slots: int, children: 
             to_end.append(nxt["first_batch"] - previous["finish"])
             waits.append(nxt["start"] - nxt["dispatched"])
             print(f"  slot {slot}: child {previous['id']} ended -> child {nxt['id']} first batch starts "
-                  f"{gap:6.2f} s later (run record after {nxt['start'] - previous['finish']:.2f} s; first batch "
-                  f"done after {nxt['first_batch'] - previous['finish']:.2f} s)")
+                  f"{gap:6.2f} s later (assigned after {nxt['dispatched'] - previous['finish']:.2f} s, run record "
+                  f"after {nxt['start'] - previous['finish']:.2f} s; first batch done after "
+                  f"{nxt['first_batch'] - previous['finish']:.2f} s)")
     ok = True
     if gaps:
         median = statistics.median(gaps)
