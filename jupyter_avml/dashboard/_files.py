@@ -66,8 +66,9 @@ class ExperimentFiles:
 
     def read_new_events(self, run_id: str) -> list[Event]:
         """The events ``run_id`` wrote since the last call (all of them the first time)."""
+        # A line left half-written by a killed worker is skipped, as the sweep driver does (which logs it).
         events, self._offsets[run_id] = read_events(self.run_dir(run_id) / "events.jsonl",
-                                                    self._offsets.get(run_id, 0))
+                                                    self._offsets.get(run_id, 0), on_bad_line=_ignore)
         return events
 
     def run_report(self, run_id: str) -> RunReport | None:
@@ -152,3 +153,7 @@ class DashboardSource:
             self.model.apply_events(run_id, self.files.read_new_events(run_id))
         self.model.apply_state(state)
         return self.model.snapshot()
+
+
+def _ignore(line: bytes, exc: Exception) -> None:
+    """``read_events``' ``on_bad_line`` for readers that skip unreadable lines silently."""

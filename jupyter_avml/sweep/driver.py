@@ -124,29 +124,14 @@ def tail_lines(path: Path, count: int = LOG_TAIL_LINES) -> str:
 
 
 def tail_events(path: Path, offset: int, child_id: int) -> tuple[list, int]:
-    """Like ``events.read_events``, but a line that does not parse is skipped (and logged), not fatal.
+    """``events.read_events`` that skips (and logs) a line that does not parse: a worker killed in the middle
+    of a write leaves half a line, and the sweep must read past it."""
+    from jupyter_avml.training.events import read_events
 
-    A worker killed in the middle of a write can leave half a line, which the resumed run then continues
-    with a whole one; the sweep must read past it.
-    """
-    from jupyter_avml.training.events import Event
+    def skip(line: bytes, exc: Exception) -> None:
+        log.warning("child %d: skipping an unreadable line of %s (%s)", child_id, path, exc)
 
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            chunk = handle.read()
-    except FileNotFoundError:
-        return [], offset
-    end = chunk.rfind(b"\n") + 1
-    events = []
-    for line in chunk[:end].splitlines():
-        if not line.strip():
-            continue
-        try:
-            events.append(Event.from_dict(json.loads(line)))
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("child %d: skipping an unreadable line of %s (%s)", child_id, path, exc)
-    return events, offset + end
+    return read_events(path, offset, on_bad_line=skip)
 
 
 def describe_exit(code: int) -> str:

@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Protocol
+from typing import Any, Callable, ClassVar, Iterable, Protocol
 
 
 @dataclass
@@ -150,10 +150,13 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def read_events(path: str | os.PathLike, offset: int = 0) -> tuple[list[Event], int]:
+def read_events(path: str | os.PathLike, offset: int = 0,
+                on_bad_line: Callable[[bytes, Exception], None] | None = None) -> tuple[list[Event], int]:
     """Events written after byte ``offset``; returns them and the offset to read from next time.
 
-    A partly written last line is left for the next call.
+    A partly written last line is left for the next call. A whole line that does not parse raises, unless
+    ``on_bad_line`` is given: it is then called with the line and the error and the line is skipped (a
+    worker killed mid-write leaves half a line, which its resumed run completes with a whole one).
     """
     path = Path(path)
     try:
@@ -163,7 +166,16 @@ def read_events(path: str | os.PathLike, offset: int = 0) -> tuple[list[Event], 
     except FileNotFoundError:
         return [], offset
     end = chunk.rfind(b"\n") + 1
-    events = [Event.from_dict(json.loads(line)) for line in chunk[:end].splitlines() if line.strip()]
+    events = []
+    for line in chunk[:end].splitlines():
+        if not line.strip():
+            continue
+        try:
+            events.append(Event.from_dict(json.loads(line)))
+        except (ValueError, KeyError, TypeError) as exc:
+            if on_bad_line is None:
+                raise
+            on_bad_line(line, exc)
     return events, offset + end
 
 

@@ -102,3 +102,20 @@ def test_a_diverging_loss_is_a_clear_error(tmp_path):
     batches = [(batches[0][0] * np.inf, batches[0][1])]
     with pytest.raises(FloatingPointError, match="lower learning_rate"):
         fit(tmp_path, batches, number_of_epochs=1, learning_rate=0.1)
+
+
+def test_read_events_leaves_a_partial_line_and_skips_bad_lines_only_when_asked(tmp_path):
+    from jupyter_avml.training.events import EpochStarted, JsonlEventWriter, read_events
+
+    path = tmp_path / "events.jsonl"
+    JsonlEventWriter(path).on_event(EpochStarted("r", epoch=1, number_of_epochs=2))
+    with open(path, "ab") as handle:  # a worker killed mid-write, then its resumed run appends a whole line
+        handle.write(b'{"event": "epoch_sta')
+    events, offset = read_events(path)
+    assert [e.epoch for e in events] == [1] and offset == len(path.read_bytes()) - len(b'{"event": "epoch_sta')
+    JsonlEventWriter(path).on_event(EpochStarted("r", epoch=2, number_of_epochs=2))
+    with pytest.raises(ValueError):
+        read_events(path, offset)
+    skipped = []
+    events, end = read_events(path, offset, on_bad_line=lambda line, exc: skipped.append(line))
+    assert events == [] and len(skipped) == 1 and end == len(path.read_bytes())
