@@ -147,6 +147,22 @@ def _ranking_metrics(probs: np.ndarray, probs_t: np.ndarray, columns: list[np.nd
     return scalars, rankings
 
 
+def _result(task: ImageTask, primary_metric: str, scalars: dict[str, float], class_names: Sequence[str],
+            rankings: list, support: np.ndarray, *, confusion_matrix: list | None,
+            **columns: np.ndarray) -> MetricsResult:
+    """The MetricsResult of a classification task: per class, ``columns`` (each ``[C]``) then the average
+    precision of ``rankings`` and the support; PR curves from ``rankings``."""
+    names = [str(name) for name in class_names]
+    per_class = {
+        name: {**{column: float(values[k]) for column, values in columns.items()},
+               "average_precision": float(rankings[k].average_precision), "support": float(support[k])}
+        for k, name in enumerate(names)
+    }
+    return MetricsResult(task=task.value, primary_metric=primary_metric, scalars=scalars, per_class=per_class,
+                         confusion_matrix=confusion_matrix,
+                         pr_curves={name: rankings[k].curve() for k, name in enumerate(names)}, class_names=names)
+
+
 def multiclass_metrics(probs: np.ndarray, targets: np.ndarray, class_names: Sequence[str]) -> MetricsResult:
     """Metrics of a multi-class classifier; primary metric ``accuracy``.
 
@@ -226,26 +242,8 @@ def multiclass_metrics(probs: np.ndarray, targets: np.ndarray, class_names: Sequ
     ranking_scalars, rankings = _ranking_metrics(probs, np.ascontiguousarray(probs.T), columns, true_scores, support)
     scalars.update(ranking_scalars)
 
-    names = [str(name) for name in class_names]
-    per_class = {
-        name: {
-            "precision": float(precision[k]),
-            "recall": float(recall[k]),
-            "f1_score": float(f1[k]),
-            "average_precision": float(rankings[k].average_precision),
-            "support": float(support[k]),
-        }
-        for k, name in enumerate(names)
-    }
-    return MetricsResult(
-        task=ImageTask.IMAGE_CLASSIFICATION.value,
-        primary_metric="accuracy",
-        scalars=scalars,
-        per_class=per_class,
-        confusion_matrix=cm.tolist(),
-        pr_curves={name: rankings[k].curve() for k, name in enumerate(names)},
-        class_names=names,
-    )
+    return _result(ImageTask.IMAGE_CLASSIFICATION, "accuracy", scalars, class_names, rankings, support,
+                   confusion_matrix=cm.tolist(), precision=precision, recall=recall, f1_score=f1)
 
 
 def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, class_names: Sequence[str],
@@ -343,24 +341,5 @@ def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, class_names: Sequ
     del probs_t
     scalars.update(ranking_scalars)
 
-    names = [str(name) for name in class_names]
-    per_class = {
-        name: {
-            "precision": float(precision[k]),
-            "recall": float(recall[k]),
-            "f1_score": float(f1[k]),
-            "iou": float(jaccard[k]),
-            "average_precision": float(rankings[k].average_precision),
-            "support": float(support[k]),
-        }
-        for k, name in enumerate(names)
-    }
-    return MetricsResult(
-        task=ImageTask.IMAGE_CLASSIFICATION_MULTILABEL.value,
-        primary_metric="iou",
-        scalars=scalars,
-        per_class=per_class,
-        confusion_matrix=None,
-        pr_curves={name: rankings[k].curve() for k, name in enumerate(names)},
-        class_names=names,
-    )
+    return _result(ImageTask.IMAGE_CLASSIFICATION_MULTILABEL, "iou", scalars, class_names, rankings, support,
+                   confusion_matrix=None, precision=precision, recall=recall, f1_score=f1, iou=jaccard)
