@@ -35,10 +35,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_overhead import EpochTimer  # noqa: E402  (the same timing rule as the classification benchmark)
+from train_overhead import EpochTimer, FixedBatches  # noqa: E402  (the classification benchmark's rules)
 
 from jupyter_avml.config import AutoMLImageConfig  # noqa: E402
 from jupyter_avml.data.convert import convert  # noqa: E402
+from jupyter_avml.data.split import split_records  # noqa: E402
 from jupyter_avml.data.validate import read_dataset  # noqa: E402
 from jupyter_avml.metrics.result import MetricsResult  # noqa: E402
 from jupyter_avml.training.detection import DetectionRecipe  # noqa: E402
@@ -63,7 +64,7 @@ class EvalTimer(EpochTimer):
             self.eval_durations.append(time.perf_counter() - self.start - self.durations[-1])
 
 
-def full_run(model_name: str, data: Path, args, workspace: Path) -> dict:
+def full_run(model_name: str, data: Path, args, workspace: Path, n_train: int, n_valid: int) -> dict:
     sizes = ({"min_size": args.size, "max_size": args.size} if model_name != "yolov5"
              else {"img_size": args.size, "model_size": "small"})
     config = AutoMLImageConfig(task=TASK, training_data=str(data), model_name=model_name, pretrained=0,
@@ -73,30 +74,15 @@ def full_run(model_name: str, data: Path, args, workspace: Path) -> dict:
     timer = EvalTimer(torch.device(args.device))
     started = time.perf_counter()
     summary = train(config, workspace=workspace, callbacks=[timer], run_name=f"bench-{model_name}")
-    n_train = len(read_dataset(data, TASK, check_images=False).records) * (1 - config.split_ratio)
-    n_valid = len(read_dataset(data, TASK, check_images=False).records) - round(n_train)
     return {"map50": summary.metrics.get("mean_average_precision", float("nan")), "status": summary.status,
-            "train_rate": round(n_train) / statistics.median(timer.durations[1:] or timer.durations),
+            "train_rate": n_train / statistics.median(timer.durations[1:] or timer.durations),
             "valid_rate": n_valid / statistics.median(timer.eval_durations) if timer.eval_durations else float("nan"),
             "train_durations": timer.durations, "wall": time.perf_counter() - started, "run_id": summary.run_id}
 
 
 # -- Faster R-CNN: engine vs a plain torchvision loop over the same batches ------------------------------
-class FixedBatchesRecipe(DetectionRecipe):
-    """The detection recipe fed pre-made batches and a given initial model; evaluation is skipped."""
-
-    def __init__(self, *args, batches, model, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.batches, self.initial = batches, model
-
-    def build_model(self):
-        return copy.deepcopy(self.initial)
-
-    def train_batches(self, epoch):
-        return self.batches
-
-    def num_train_batches(self):
-        return len(self.batches)
+class FixedBatchesRecipe(FixedBatches, DetectionRecipe):
+    """The detection recipe over fixed batches; evaluation is skipped."""
 
     def evaluate(self, model, device):
         return MetricsResult(task=TASK, primary_metric="mean_average_precision",
@@ -228,9 +214,12 @@ def main() -> int:
         tmp = Path(tmp)
         data = tmp / "data.jsonl"
         convert("voc", args.data, data, task=TASK)
-        n_train = round(len(read_dataset(data, TASK, check_images=False).records) * 0.8)
+        defaults = AutoMLImageConfig(task=TASK, training_data=str(data))
+        train_rows, valid_rows = split_records(read_dataset(data, TASK, check_images=False).records, TASK,
+                                               defaults.split_ratio, defaults.seed)  # the runs' own split
+        n_train, n_valid = len(train_rows), len(valid_rows)
         for name in args.models:
-            result = full_run(name, data, args, tmp / "ws")
+            result = full_run(name, data, args, tmp / "ws", n_train, n_valid)
             print(f"{name:24} {result['status']}: mAP@0.5 {result['map50']:.3f}   train {result['train_rate']:6.1f} "
                   f"img/s   validation {result['valid_rate']:6.1f} img/s   wall {result['wall']:.0f} s")
             if name == "yolov5":

@@ -31,8 +31,9 @@ from jupyter_avml.training.engine import Trainer
 from jupyter_avml.training.events import BatchProgress, CallbackList, EpochStarted
 
 
-class FixedBatchesRecipe(ClassificationRecipe):
-    """The classification recipe, fed pre-made batches and a given initial model; evaluation is skipped."""
+class FixedBatches:
+    """A recipe mix-in: pre-made batches every epoch and a copy of a given initial model, so the engine and the
+    plain loop train the same model on the same tensors (``class R(FixedBatches, SomeRecipe)``)."""
 
     def __init__(self, *args, batches, model, **kwargs):
         super().__init__(*args, **kwargs)
@@ -46,6 +47,10 @@ class FixedBatchesRecipe(ClassificationRecipe):
 
     def num_train_batches(self):
         return len(self.batches)
+
+
+class FixedBatchesRecipe(FixedBatches, ClassificationRecipe):
+    """The classification recipe over fixed batches; evaluation is skipped."""
 
     def evaluate(self, model, device):
         return MetricsResult(task="image-classification", primary_metric="accuracy", scalars={"accuracy": 0.0},
