@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -54,3 +55,49 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} not present (development data lives beside the repository)")
     return SHARED_DATA
+
+
+class Recorder:
+    """A callback that keeps every event it is given."""
+
+    def __init__(self):
+        self.events = []
+
+    def on_event(self, event):
+        self.events.append(event)
+
+
+@pytest.fixture
+def no_network(monkeypatch) -> list:
+    """A machine whose resolver and connections fail; returns the attempts made, in order."""
+    attempts: list = []
+
+    def no_resolver(host, *args, **kwargs):
+        attempts.append(("getaddrinfo", host))
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    def no_connect(self, address):
+        attempts.append(("connect", address))
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_resolver)
+    monkeypatch.setattr(socket.socket, "connect", no_connect)
+    return attempts
+
+
+# The first lines of a script run in a subprocess that must not touch the network: every connection and name
+# lookup fails and is recorded in ``attempts`` (the script reports them).
+BLOCK_NETWORK_SCRIPT = """\
+import json, socket, sys
+attempts = []
+
+def refuse(kind):
+    def blocked(*args, **kwargs):
+        attempts.append([kind, repr(args[1] if kind == "connect" else args[0])])
+        raise OSError(101, "blocked by the test")
+    return blocked
+
+socket.socket.connect = refuse("connect")
+socket.socket.connect_ex = refuse("connect")
+socket.getaddrinfo = refuse("getaddrinfo")
+"""

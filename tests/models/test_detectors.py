@@ -8,7 +8,6 @@ with 3 classes and ``min_size=64, max_size=128``; inputs are 2 random images of 
 from __future__ import annotations
 
 import copy
-import socket
 import time
 import urllib.error
 
@@ -295,23 +294,10 @@ def test_a_missing_weights_file_is_named(tmp_path):
 # -- downloads -----------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def offline(tmp_path, monkeypatch):
-    """An empty torch hub cache (TORCH_HOME) and a machine whose resolver and connections fail; returns the
-    list of hosts the code tried to reach."""
+def offline(tmp_path, monkeypatch, no_network):
+    """An empty torch hub cache (TORCH_HOME) and no network; returns the list of hosts the code tried to reach."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    attempts: list = []
-
-    def no_resolver(host, *args, **kwargs):
-        attempts.append(("getaddrinfo", host))
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-
-    def no_connect(self, address):
-        attempts.append(("connect", address))
-        raise OSError(101, "Network is unreachable")
-
-    monkeypatch.setattr(socket, "getaddrinfo", no_resolver)
-    monkeypatch.setattr(socket.socket, "connect", no_connect)
-    return attempts
+    return no_network
 
 
 @pytest.mark.parametrize("name, url", [

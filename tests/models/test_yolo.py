@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -25,6 +24,7 @@ from jupyter_avml.models import get_model_spec
 from jupyter_avml.models.freeze import freeze_layer_groups
 from jupyter_avml.models.ultralytics_env import UltralyticsDirs, prepare_ultralytics
 from jupyter_avml.models.yolo import YOLO_SCALES, build_yolo, yolo_loss, yolo_model_file, yolo_weights_file
+from tests.conftest import BLOCK_NETWORK_SCRIPT
 
 REPO = Path(__file__).resolve().parents[2]
 NUM_CLASSES = 2
@@ -155,24 +155,6 @@ def test_freezing_three_groups_freezes_model_0_to_2(small):
 
 # -- weights -------------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def no_network(monkeypatch):
-    """A machine whose resolver and connections fail; returns the attempts made."""
-    attempts: list = []
-
-    def no_resolver(host, *args, **kwargs):
-        attempts.append(("getaddrinfo", host))
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-
-    def no_connect(self, address):
-        attempts.append(("connect", address))
-        raise OSError(101, "Network is unreachable")
-
-    monkeypatch.setattr(socket, "getaddrinfo", no_resolver)
-    monkeypatch.setattr(socket.socket, "connect", no_connect)
-    return attempts
-
-
 def test_offline_pretrained_fails_fast_with_guidance(no_network, tmp_path):
     started = time.monotonic()
     with pytest.raises(WeightsUnavailableError) as error:
@@ -239,19 +221,7 @@ def test_a_missing_weights_file_is_named(tmp_path):
 
 # -- a hermetic ultralytics ----------------------------------------------------------------------------------
 
-HERMETIC_SCRIPT = textwrap.dedent("""
-    import json, socket, sys
-    attempts = []
-
-    def refuse(kind):
-        def blocked(*args, **kwargs):
-            attempts.append([kind, repr(args[1] if kind == "connect" else args[0])])
-            raise OSError(101, "blocked by the test")
-        return blocked
-
-    socket.socket.connect = refuse("connect")
-    socket.socket.connect_ex = refuse("connect")
-    socket.getaddrinfo = refuse("getaddrinfo")
+HERMETIC_SCRIPT = BLOCK_NETWORK_SCRIPT + textwrap.dedent("""
 
     import torch
     from jupyter_avml.models import get_model_spec

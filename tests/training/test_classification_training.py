@@ -16,6 +16,7 @@ import torch
 from jupyter_avml.config import AutoMLImageConfig
 from jupyter_avml.training.events import EpochMetrics, RunFinished, request_stop
 from jupyter_avml.training.run import resume, train
+from tests.conftest import Recorder
 
 SMALL = dict(model_name="resnet18", pretrained=0, train_crop_size=32, valid_resize_size=36, valid_crop_size=32,
              training_batch_size=32, validation_batch_size=100, cpu_threads=2, device="cpu")
@@ -30,14 +31,6 @@ def config_for(data, task="image-classification", **overrides):
 
 def tiny_config(data, **overrides):
     return AutoMLImageConfig(task="image-classification", training_data=str(data), **{**TINY, **overrides})
-
-
-class Recorder:
-    def __init__(self):
-        self.events = []
-
-    def on_event(self, event):
-        self.events.append(event)
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from jupyter_avml.data.shapes import make_shapes
 from jupyter_avml.errors import ConfigError
 from jupyter_avml.training.events import EpochMetrics
 from jupyter_avml.training.run import train
+from tests.conftest import Recorder
 
 DETECTION = "image-object-detection"
 SEGMENTATION = "image-instance-segmentation"
@@ -50,14 +51,6 @@ def config_for(data, task=DETECTION, **overrides) -> AutoMLImageConfig:
 
 def _first_image(jsonl: Path) -> str:
     return str(jsonl.parent / json.loads(jsonl.read_text().splitlines()[0])["image_url"])
-
-
-class Recorder:
-    def __init__(self):
-        self.events = []
-
-    def on_event(self, event):
-        self.events.append(event)
 
 
 # -- end to end ------------------------------------------------------------------------------------------

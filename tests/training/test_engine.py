@@ -11,6 +11,7 @@ from jupyter_avml.metrics import multiclass_metrics
 from jupyter_avml.training.engine import Trainer
 from jupyter_avml.training.events import CallbackList
 from jupyter_avml.training.recipe import Recipe
+from tests.conftest import Recorder
 
 
 class LinearRecipe(Recipe):
@@ -40,14 +41,6 @@ class LinearRecipe(Recipe):
         y = torch.cat([b[1] for b in self.batches])
         probs = torch.softmax(model(x), 1).double().numpy()
         return multiclass_metrics(probs, y.numpy(), self.class_names)
-
-
-class Recorder:
-    def __init__(self):
-        self.events = []
-
-    def on_event(self, event):
-        self.events.append(event)
 
 
 def fit(tmp_path, batches, **settings):

@@ -24,6 +24,7 @@ from jupyter_avml.metrics.result import MetricsResult
 from jupyter_avml.training.events import StopSignal, read_events
 from jupyter_avml.training.optim import lr_factor
 from jupyter_avml.training.run import resume, train
+from tests.conftest import BLOCK_NETWORK_SCRIPT, Recorder
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = ["circle", "square", "triangle"]
@@ -44,32 +45,12 @@ def config_for(data, **overrides) -> AutoMLImageConfig:
     return AutoMLImageConfig(task="image-object-detection", training_data=str(data), **{**SMALL, **overrides})
 
 
-class Recorder:
-    def __init__(self):
-        self.events = []
-
-    def on_event(self, event):
-        self.events.append(event)
-
-
 def _kinds(events) -> list[str]:
     return [e.kind for e in events if e.kind != "checkpoint_saved"]
 
 
 # -- one run end to end, hermetic --------------------------------------------------------------------------
-HERMETIC_RUN = textwrap.dedent("""
-    import json, socket, sys
-    attempts = []
-
-    def refuse(kind):
-        def blocked(*args, **kwargs):
-            attempts.append([kind, repr(args[1] if kind == "connect" else args[0])])
-            raise OSError(101, "blocked by the test")
-        return blocked
-
-    socket.socket.connect = refuse("connect")
-    socket.socket.connect_ex = refuse("connect")
-    socket.getaddrinfo = refuse("getaddrinfo")
+HERMETIC_RUN = BLOCK_NETWORK_SCRIPT + textwrap.dedent("""
 
     from jupyter_avml.config import AutoMLImageConfig
     from jupyter_avml.training.run import train
