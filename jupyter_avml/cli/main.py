@@ -27,7 +27,7 @@ VERB_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="avml", description="AutoML for computer vision: validate data, train, sweep, register, deploy.")
+        prog="avml", description="AutoML for computer vision: validate data, train, sweep, register.")
     parser.add_argument("--version", action="version", version=f"jupyter_avml {__version__}")
     parser.add_argument("--workspace", default=None,
                         help="workspace folder (default: $AVML_WORKSPACE or ./avml-workspace)")
