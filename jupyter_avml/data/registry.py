@@ -28,22 +28,21 @@ References: configs name a registered dataset as ``dataset:NAME`` (latest) or ``
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Mapping
 
 from jupyter_avml.data.records import ImageRecord, sorted_classes
 from jupyter_avml.data.validate import read_dataset, validate_jsonl
 from jupyter_avml.data.writer import write_jsonl
 from jupyter_avml.errors import ConfigError, DataError, NotFoundError
+from jupyter_avml.fileio import atomic_write, exclusive_lock
 from jupyter_avml.tasks import ImageTask
 from jupyter_avml.workspace import Workspace
 
@@ -132,7 +131,7 @@ def register_dataset_ex(name: str, path: str | os.PathLike, *, task: ImageTask |
 
     folder = ws.datasets_dir / name
     folder.mkdir(parents=True, exist_ok=True)
-    with _locked(folder / ".lock"):
+    with exclusive_lock(folder / ".lock"):
         entries = _load_index(folder, name)
         for entry in entries:
             if entry["content_hash"] == content_hash:
@@ -353,39 +352,10 @@ def _version_number(version: int | str) -> int:
 
 
 def _write_json(path: Path, data) -> None:
-    """Write ``data`` atomically: a reader sees the old file or the new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, ensure_ascii=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` atomically and durably: a reader sees the old file or the new one, never half of one."""
 
+    def write(handle) -> None:
+        json.dump(data, handle, indent=1, ensure_ascii=False)
+        handle.write("\n")
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` held for the block (flock on POSIX, msvcrt on Windows)."""
-    with open(path, "a+b") as handle:
-        try:
-            import fcntl
-        except ImportError:  # Windows
-            import msvcrt
-            handle.seek(0)
-            msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
-            try:
-                yield
-            finally:
-                handle.seek(0)
-                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
-            return
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    atomic_write(path, write, binary=False, fsync=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Mapping
 
 from jupyter_avml.errors import DataError
+from jupyter_avml.fileio import atomic_write_text
 
 DOWNLOAD_TIMEOUT_S = 60
 
@@ -120,11 +121,7 @@ class HttpImageCache:
         else:
             # Atomic: a concurrent download of the same bytes replaces the file with identical content.
             os.replace(tmp_name, target)
-        # A unique temporary name per writer: several threads may index URLs at once.
-        fd, entry_tmp = tempfile.mkstemp(dir=self.index, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(name)
-        os.replace(entry_tmp, self.index / _sha256(url.encode()))
+        atomic_write_text(self.index / _sha256(url.encode()), name)  # unique temporary names: threads index at once
         return target
 
 

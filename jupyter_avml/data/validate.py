@@ -489,11 +489,10 @@ def read_dataset(path: str | os.PathLike, task: ImageTask | str, *, skip_invalid
 
 def write_rejected(rejected: list[RejectedRow], path: str | os.PathLike) -> Path:
     """Write rejected rows as JSONL (one ``RejectedRow.to_json()`` per line); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    from jupyter_avml.fileio import atomic_write
+
+    def write(handle) -> None:
         for row in rejected:
             handle.write(json.dumps(row.to_json(), ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-    return path
+
+    return atomic_write(path, write, binary=False)

@@ -16,15 +16,15 @@ def write_jsonl(records: Iterable[ImageRecord], path: str | os.PathLike, task: I
 
     The file is written to a temporary name and renamed, so a reader never sees half a file.
     """
+    from jupyter_avml.fileio import atomic_write
+
     task = ImageTask.parse(task)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+
+    def write(handle) -> None:
         for record in records:
             handle.write(json.dumps(record.to_json(task), separators=(",", ":")) + "\n")
-    os.replace(tmp, path)
-    return path
+
+    return atomic_write(path, write, binary=False)
 
 
 def relative_url(image: Path, jsonl_dir: Path) -> str:

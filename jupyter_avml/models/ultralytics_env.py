@@ -31,6 +31,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from jupyter_avml.fileio import atomic_write_json
 from jupyter_avml.workspace import Workspace
 
 # Settings flags written before import. After import, every boolean setting of the installed version is
@@ -151,7 +152,4 @@ def _write_settings_before_import(file: Path, values: dict) -> None:
             current = {}
     if all(current.get(k) == v for k, v in values.items()):
         return
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({**current, **values}, indent=2), encoding="utf-8")
-    os.replace(tmp, file)
+    atomic_write_json(file, {**current, **values}, indent=2)

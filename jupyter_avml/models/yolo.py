@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 
 from jupyter_avml.errors import ConfigError, WeightsUnavailableError
+from jupyter_avml.fileio import atomic_write_text
 from jupyter_avml.models.registry import ModelSpec
 from jupyter_avml.models.ultralytics_env import UltralyticsDirs, prepare_ultralytics
 from jupyter_avml.models.weights import describe_error, guidance, load_state_dict_checked, read_state_dict
@@ -129,10 +130,7 @@ def _model_yaml(model_file: str, num_classes: int, dirs: UltralyticsDirs) -> Pat
     path = dirs.models_dir / f"{Path(model_file).stem}-nc{num_classes}.yaml"
     text = yaml.safe_dump(config, sort_keys=False)
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     return path
 
 

@@ -21,12 +21,9 @@ MODEL_FORMAT = "jupyter_avml.model/1"
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file, then rename: a kill never leaves half a checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-    return path
+    from jupyter_avml.fileio import atomic_write
+
+    return atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:

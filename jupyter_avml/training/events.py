@@ -222,7 +222,6 @@ STOP_FILENAME = "STOP"
 
 def request_stop(run_dir: str | os.PathLike, reason: str = "stopped by user", status: str = "stopped") -> None:
     """Ask the run in ``run_dir`` (from any process) to stop after its current batch."""
-    path = Path(run_dir) / STOP_FILENAME
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"status": status, "reason": reason}), encoding="utf-8")
-    os.replace(tmp, path)  # atomic: a reader never sees half a file
+    from jupyter_avml.fileio import atomic_write_json
+
+    atomic_write_json(Path(run_dir) / STOP_FILENAME, {"status": status, "reason": reason})

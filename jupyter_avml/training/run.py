@@ -229,14 +229,13 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _write_run_json(run_dir: Path, **changes: Any) -> None:
-    from jupyter_avml.training.outputs import write_json
+    from jupyter_avml.fileio import atomic_write_json
+    from jupyter_avml.training.outputs import _jsonable
 
     data = read_run_json(run_dir)
     data.update(changes)
     data["updated"] = time.time()
-    tmp = run_dir / "run.json.tmp"
-    write_json(tmp, data)
-    os.replace(tmp, run_dir / "run.json")
+    atomic_write_json(run_dir / "run.json", _jsonable(data), indent=2)
 
 
 def _attach_log_file(path: Path) -> logging.Handler:

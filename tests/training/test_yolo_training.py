@@ -24,6 +24,7 @@ from jupyter_avml.metrics.result import MetricsResult
 from jupyter_avml.training.events import StopSignal, read_events
 from jupyter_avml.training.optim import lr_factor
 from jupyter_avml.training.run import resume, train
+from jupyter_avml.training.yolo import WARMUP_BIAS_LR
 from tests.conftest import BLOCK_NETWORK_SCRIPT, Recorder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -184,9 +185,12 @@ def test_our_hyperparameters_reach_ultralytics_trainer(case, shapes, workspace):
         groups = optimizer.param_groups
         assert [g["param_group"] for g in groups] == ["weight", "bn", "bias"]
         assert [g["weight_decay"] for g in groups] == [config.weight_decay, 0.0, 0.0]
-        # Our schedule before the first update: 0 during warmup_cosine's warm-up, 1 for step.
+        # Our schedule before the first update: 0 during warmup_cosine's warm-up, 1 for step; the bias group
+        # starts at ultralytics' warmup_bias_lr during a warm-up.
         first = config.learning_rate * lr_factor(config, 0, len(trainer.train_loader))
-        assert all(g["lr"] == pytest.approx(first) and g["initial_lr"] == config.learning_rate for g in groups)
+        bias_first = first + (0.0 if config.lr_scheduler == "step" else WARMUP_BIAS_LR)
+        assert [g["lr"] for g in groups] == pytest.approx([first, first, bias_first])
+        assert all(g["initial_lr"] == config.learning_rate for g in groups)
         assert first == (config.learning_rate if config.lr_scheduler == "step" else 0.0)
         if config.optimizer == "sgd":
             assert all(g["momentum"] == config.momentum and g["nesterov"] is bool(config.nesterov) for g in groups)
@@ -211,7 +215,7 @@ def test_the_schedule_follows_ours_update_by_update(shapes, workspace):
     trainer = _setup_trainer(config, workspace)
     runner = trainer.runner
     try:
-        seen = []
+        seen, seen_bias = [], []
         for epoch in range(3):
             trainer.epoch = epoch
             for batch in range(BATCHES_PER_EPOCH):
@@ -219,8 +223,13 @@ def test_the_schedule_follows_ours_update_by_update(shapes, workspace):
                 trainer.optimizer.zero_grad()
                 trainer.optimizer_step()
                 seen.append(trainer.optimizer.param_groups[0]["lr"])
+                seen_bias.append(trainer.optimizer.param_groups[2]["lr"])
         expected = [0.02 * lr_factor(config, u + 1, BATCHES_PER_EPOCH) for u in range(9)]
         assert seen == pytest.approx(expected)
+        # ultralytics' bias warm-up: from warmup_bias_lr down to the schedule over the warm-up epoch (3 updates).
+        warmup_left = [max(0.0, 1 - (u + 1) / BATCHES_PER_EPOCH) for u in range(9)]
+        assert seen_bias == pytest.approx([lr + WARMUP_BIAS_LR * left for lr, left in zip(expected, warmup_left)])
+        assert seen_bias[2:] == pytest.approx(expected[2:])
         assert runner.state.updates_done == 9
     finally:
         trainer.train_loader.close()
@@ -409,10 +418,15 @@ def test_the_predictor_rebuilds_the_saved_model_with_the_inference_settings(tmp_
 # -- learning --------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_yolo_learns_the_shapes_in_a_few_cpu_epochs(tmp_path_factory, workspace):
-    """yolov5 small from scratch at 64 px, 160 training images: AdamW at 0.002 (what ultralytics' optimizer=auto
-    picks for short runs) reaches mAP 0.94 in these 10 epochs (0.999 by epoch 8 of a 30-epoch schedule). SGD at the
-    spec's 0.01 found only one class of three in 30 epochs at 64 px (mAP 0.33); at 256 px (on a GPU) both reach
-    mAP 0.99 by epoch 8."""
+    """yolov5 small from scratch at 64 px, 160 training images, AdamW at 0.002 (what ultralytics' optimizer=auto
+    picks for short runs): mAP 1.0 after these 10 epochs for each of seeds 0-3 at 1 thread (and seed 0 at 2).
+
+    Why it learns: ultralytics' Detect head starts the class scores at a prior made for 640 px images (about -8
+    at stride 8), and its bias warm-up (the bias rate falling from 0.1 to the schedule) lifts them within the
+    warm-up; the runner keeps that warm-up (``training.yolo.WARMUP_BIAS_LR``). Without it the classes were found
+    one at a time, late: mAP 0.33, 0.67 or 1.0 after 10 epochs depending on seed, thread count and ultralytics
+    release (0.634 / 0.333 with 8.4.190 / 8.4.150) -- stock ultralytics with ``warmup_bias_lr=0`` shows the same
+    (0.53), with it 0.995."""
     data = make_shapes(tmp_path_factory.mktemp("shapes-learn"), "image-object-detection", n=200, size=64, seed=3,
                        color_by_class=True)
     config = config_for(data, number_of_epochs=10, training_batch_size=16, validation_batch_size=40,

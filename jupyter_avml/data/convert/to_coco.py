@@ -20,6 +20,7 @@ from typing import Iterable
 
 from jupyter_avml.data.records import ImageDataset, ImageRecord, sorted_classes
 from jupyter_avml.errors import ConfigError, DataError
+from jupyter_avml.fileio import atomic_write
 from jupyter_avml.tasks import ImageTask
 
 
@@ -103,12 +104,7 @@ def write_coco(dataset: ImageDataset | Iterable[ImageRecord], path: str | os.Pat
     """
     path = Path(path)
     data = to_coco(dataset, task, class_names, base_dir=path.parent)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda handle: json.dump(data, handle), binary=False)
 
 
 def _local_path(record: ImageRecord, jsonl_dir: Path | None) -> Path | None:
