@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlparse
 from jupyter_avml.errors import ConfigError, NotFoundError
 from jupyter_avml.workspace import Workspace
 
-__all__ = ["register_model", "download_registered_model", "list_registered_models", "parse_model_uri"]
+__all__ = ["register_model", "register_run_model", "download_registered_model", "list_registered_models", "parse_model_uri"]
 
 MODEL_ARTIFACT = "outputs/model.pt"
 _URI_RE = re.compile(r"^models:/(?P<name>[^/]+)/(?P<version>[^/]+)/?$")
@@ -77,14 +77,24 @@ def register_model(experiment_or_run: Any, name: str, workspace: str | os.PathLi
     workspace:
         The workspace of the run (default: ``$AVML_WORKSPACE`` or ``./avml-workspace``).
     """
+    ws = Workspace.resolve(workspace)
+    run_id, extra_tags = _source_run(experiment_or_run, ws)
+    return register_run_model(run_id, name, workspace=ws, tags=extra_tags, description=description)
+
+
+def register_run_model(run_id: str, name: str, *, workspace: str | os.PathLike | Workspace | None = None,
+                       tags: dict[str, Any] | None = None, description: str | None = None) -> int:
+    """Register the model of run ``run_id`` (a unique prefix of 6+ characters is enough) as a new version of
+    ``name``; ``tags`` are added to the version's tags. Returns the version number (1, 2, ...)."""
     from jupyter_avml.training.run import find_run_dir, read_run_json
 
     if not isinstance(name, str) or not name.strip() or "/" in name:
         raise ConfigError(f"a registered model name is a non-empty string without '/', got {name!r}",
                           field="model_name", value=name)
     ws = Workspace.resolve(workspace)
-    run_id, extra_tags = _source_run(experiment_or_run, ws)
+    extra_tags = dict(tags or {})
     run_dir = find_run_dir(ws, run_id)
+    run_id = run_dir.name
     model_file = run_dir / MODEL_ARTIFACT
     if not model_file.is_file():
         raise NotFoundError(f"run {run_id} has no model file ({model_file})")
