@@ -22,6 +22,74 @@ if "YOLO_CONFIG_DIR" not in os.environ:
 os.environ.pop("AVML_WORKSPACE", None)
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+# -- the network guard: a test that opens a non-loopback connection fails --------------------------------------
+class _NetworkGuard:
+    """Refuses (OSError) and records every connection or name lookup of this process that leaves the machine.
+
+    Loopback (127.0.0.0/8, ::1, ``localhost``) and Unix sockets stay allowed: local servers, MongoDB, JupyterLab
+    and the browser talk over them. Subprocesses are not covered; the hermetic subprocess tests block the network
+    themselves (``BLOCK_NETWORK_SCRIPT``).
+    """
+
+    def __init__(self):
+        self.attempts: list[str] = []
+        self._connect = socket.socket.connect
+        self._connect_ex = socket.socket.connect_ex
+        self._getaddrinfo = socket.getaddrinfo
+
+    @staticmethod
+    def _loopback(host) -> bool:
+        import ipaddress
+
+        if not isinstance(host, str) or host in ("localhost", "localhost.localdomain", ""):
+            return True
+        try:
+            return ipaddress.ip_address(host.split("%")[0]).is_loopback
+        except ValueError:
+            return False
+
+    def _check(self, what: str, host) -> None:
+        if not self._loopback(host):
+            self.attempts.append(f"{what} {host!r}")
+            raise OSError(101, f"network access from a test ({what} {host!r}): tests stay on this machine")
+
+    def install(self) -> None:
+        guard = self
+
+        def connect(sock, address):
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                guard._check("connect", address[0])
+            return guard._connect(sock, address)
+
+        def connect_ex(sock, address):
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                guard._check("connect", address[0])
+            return guard._connect_ex(sock, address)
+
+        def getaddrinfo(host, *args, **kwargs):
+            guard._check("name lookup", host.decode() if isinstance(host, bytes) else host)
+            return guard._getaddrinfo(host, *args, **kwargs)
+
+        socket.socket.connect = connect
+        socket.socket.connect_ex = connect_ex
+        socket.getaddrinfo = getaddrinfo
+
+
+NETWORK_GUARD = _NetworkGuard()
+NETWORK_GUARD.install()
+
+
+@pytest.fixture(autouse=True)
+def _fail_on_network_access():
+    """Fails the test if it tried to leave the machine (even when the code under test swallowed the error)."""
+    before = len(NETWORK_GUARD.attempts)
+    yield
+    attempts = NETWORK_GUARD.attempts[before:]
+    NETWORK_GUARD.attempts[before:] = []
+    if attempts:
+        pytest.fail("the test tried to reach the network: " + "; ".join(attempts), pytrace=False)
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
