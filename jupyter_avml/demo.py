@@ -14,8 +14,8 @@ Everything lands in the workspace (``./avml-workspace`` by default): datasets, r
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from jupyter_avml.workspace import Workspace
 
@@ -106,7 +106,7 @@ DEMO_SWEEP = {
 
 
 def run_demo_sweep(ws: Workspace, echo: Callable[[str], None]) -> dict:
-    from jupyter_avml.inference.predictor import load_model
+    from jupyter_avml import load_model  # the package's one name for it (``jupyter_avml.__init__``)
     from jupyter_avml.sweep import Experiment
 
     name = time.strftime("demo-sweep-%Y%m%d-%H%M%S")

@@ -20,8 +20,10 @@ def test_import_does_not_load_heavy_libraries():
 def test_cli_lists_the_verbs():
     out = subprocess.run([sys.executable, "-m", "jupyter_avml", "--help"], capture_output=True, text=True,
                          check=True).stdout
-    for verb in ("demo", "validate", "convert", "datasets", "train", "runs"):
+    for verb in ("demo", "validate", "convert", "datasets", "train", "runs", "sweep", "resume", "list", "status",
+                 "stop", "best", "register", "help"):
         assert f"    {verb}" in out, verb
+    assert "exit status:" in out and "only in a notebook: attach" in out
 
 
 def test_workspace_resolution(tmp_path, monkeypatch):

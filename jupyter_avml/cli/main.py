@@ -1,40 +1,53 @@
-"""``avml``: the command line. Each verb lives in its own module with ``register(subparsers)``.
+"""``avml``: the command line, built from the verb table (``cli/verbs.py``) that ``%avml`` is built from too.
 
-Verb modules parse arguments and call the same Python API a notebook uses; errors the user can fix
-(``AvmlError``) are printed as one message without a traceback, exit status 2.
+Verbs parse arguments and call the same Python API a notebook uses; errors the user can fix (``AvmlError``)
+are printed as one line without a traceback, exit status 2 (``avml --help`` lists the exit statuses).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from jupyter_avml import __version__
 from jupyter_avml.errors import AvmlError
 
-# Order here is the order of `avml --help`.
-VERB_MODULES = (
-    "demo",
-    "validate",
-    "convert",
-    "datasets",
-    "train",
-    "runs",
-    "sweep",  # also status, stop, best, register
-)
-
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``avml`` parser (its verbs' parsers: ``shell_parsers``)."""
+    return shell_parsers()[0]
+
+
+def shell_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """``(the avml parser, {verb name: its parser})``."""
+    from jupyter_avml.cli.table import SHELL, add_verbs
+    from jupyter_avml.cli.verbs import GROUPS, VERBS, shell_epilog
+
     parser = argparse.ArgumentParser(
-        prog="avml", description="AutoML for computer vision: validate data, train, sweep, register.")
+        prog="avml", description="AutoML for computer vision: validate data, train, sweep, register.",
+        epilog=shell_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"jupyter_avml {__version__}")
     parser.add_argument("--workspace", default=None,
                         help="workspace folder (default: $AVML_WORKSPACE or ./avml-workspace)")
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
-    for name in VERB_MODULES:
-        importlib.import_module(f"jupyter_avml.cli.{name}").register(subparsers)
-    return parser
+    parsers = add_verbs(subparsers, VERBS, SHELL, GROUPS)
+    return parser, parsers
+
+
+def shell_help(topic: list[str]) -> str:
+    """``avml help [VERB]``: the overview, or a verb's help."""
+    parser, parsers = shell_parsers()
+    if not topic:
+        return parser.format_help().rstrip()
+    name = " ".join(topic)
+    if name not in parsers:
+        from jupyter_avml.cli.verbs import other_door_only
+
+        elsewhere = {verb.name: verb for verb in other_door_only("shell")}
+        if name in elsewhere:
+            return f"{name}: only in a notebook (%avml {name}), because {elsewhere[name].only_because}"
+        raise AvmlError(f"no verb {name!r}; the verbs are: {', '.join(sorted(p for p in parsers if ' ' not in p))}")
+    return parsers[name].format_help().rstrip()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,13 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    name = getattr(args, "verb_name", args.verb)
     try:
         return int(args.func(args) or 0)
     except AvmlError as exc:
-        print(f"avml {args.verb}: error: {exc}", file=sys.stderr)
+        print(f"avml {name}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"avml {args.verb}: interrupted", file=sys.stderr)
+        print(f"avml {name}: interrupted", file=sys.stderr)
         return 130
 
 

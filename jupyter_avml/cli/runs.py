@@ -1,77 +1,83 @@
-"""``avml runs list`` and ``avml runs show RUN_ID [--json]``: runs of the workspace, from their folders."""
+"""``runs list`` and ``runs show RUN_ID``: the training runs of the workspace, read from their folders.
+
+A run whose ``run.json`` is damaged is listed as ``damaged`` (with what can still be done); ``runs show`` of
+such a run is one line saying so (``cli/records.py``).
+"""
 
 from __future__ import annotations
 
 import json
 import time
 
-from jupyter_avml.workspace import Workspace
+from jupyter_avml.cli.records import open_run, resume_hint, run_records
+from jupyter_avml.cli.table import SHELL, Verb, add_verbs, arg
+
+GROUP_HELP = "list and inspect training runs"
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("runs", help="list and inspect training runs")
-    verbs = parser.add_subparsers(dest="runs_verb", metavar="ACTION", required=True)
-    listing = verbs.add_parser("list", help="one line per run, newest first")
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(func=run_list)
-    show = verbs.add_parser("show", help="status, metrics and files of one run")
-    show.add_argument("run_id", help="run id (or a unique prefix of 6+ characters)")
-    show.add_argument("--json", action="store_true")
-    show.set_defaults(func=run_show)
+def list_runs(args, door=None):
+    return run_records(args.workspace, getattr(door, "command", "avml"))
 
 
-def run_infos(workspace: Workspace) -> list[dict]:
-    from jupyter_avml.training.run import read_run_json, run_status
-
-    infos = []
-    if workspace.runs_dir.is_dir():
-        for run_dir in workspace.runs_dir.iterdir():
-            info = read_run_json(run_dir)
-            if info:
-                info["status"] = run_status(info)
-                infos.append(info)
-    return sorted(infos, key=lambda i: i.get("created", 0), reverse=True)
-
-
-def run_list(args) -> int:
-    infos = run_infos(Workspace.resolve(args.workspace))
-    if args.json:
-        print(json.dumps(infos))
-        return 0
-    if not infos:
+def show_run_list(records, args, door) -> None:
+    if not records:
         print("no runs yet (avml train CONFIG.yaml)")
-        return 0
+        return
     print(f"{'run id':34} {'created':16} {'task':32} {'model':24} {'status':17} metric")
-    for info in infos:
+    for record in records:
+        info = record.info
         value = info.get("primary_metric_value")
         metric = f"{info.get('primary_metric', '')}={value:.4f}" if isinstance(value, (int, float)) else ""
-        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.get("created", 0)))
-        print(f"{info['run_id']:34} {created:16} {info.get('task', ''):32} {info.get('model_name', ''):24} "
-              f"{info['status']:17} {metric}")
-    return 0
+        created = info.get("created")
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(created)) if isinstance(created, (int, float)) \
+            else "-"
+        print(f"{record.run_id:34} {created:16} {str(info.get('task', '')):32} {str(info.get('model_name', '')):24} "
+              f"{record.status:17} {metric}".rstrip())
+        if record.problem:
+            print(f"    {record.problem}")
+        elif record.status == "interrupted":
+            print(f"    {resume_hint(record.run_id, getattr(door, 'command', 'avml'))}")
 
 
-def run_show(args) -> int:
-    from jupyter_avml.training.run import find_run_dir, read_run_json, run_status
-
-    workspace = Workspace.resolve(args.workspace)
-    run_dir = find_run_dir(workspace, args.run_id)
-    info = read_run_json(run_dir)
-    info["status"] = run_status(info)
-    info["output_dir"] = str(run_dir / "outputs")
-    metrics_file = run_dir / "outputs" / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+def show_run_verb(args, door=None) -> dict:
+    """The run's record, status, final metrics and per-epoch metrics."""
+    record = open_run(args.workspace, args.run_id, getattr(door, "command", "avml"))
+    info = record.to_dict()
+    info["output_dir"] = str(record.folder / "outputs")
+    metrics_file = record.folder / "outputs" / "metrics.json"
+    try:
+        metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.exists() else {}
+    except ValueError:
+        metrics = {}
+        info["metrics_error"] = f"{metrics_file} is damaged (not valid JSON): the metrics are not shown"
+    metrics = metrics if isinstance(metrics, dict) else {}
     info["metrics"] = metrics.get("final", {})
     info["per_epoch"] = metrics.get("per_epoch", [])
-    if args.json:
-        print(json.dumps(info))
-        return 0
+    return info
+
+
+def show_run(info, args, door) -> None:
     for key in ("run_id", "task", "model_name", "status", "reason", "error", "primary_metric",
-                "primary_metric_value", "best_epoch", "model_path", "output_dir"):
+                "primary_metric_value", "best_epoch", "model_path", "output_dir", "metrics_error"):
         if info.get(key) is not None:
             print(f"{key:22} {info[key]}")
+    if info["status"] == "interrupted":
+        print(f"{'':22} {resume_hint(info['run_id'], getattr(door, 'command', 'avml'))}")
     if info["metrics"]:
         print("metrics:")
         for name, value in sorted(info["metrics"].items()):
             print(f"  {name:36} {value:.4f}" if isinstance(value, (int, float)) else f"  {name:36} {value}")
-    return 0
+
+
+VERBS = (
+    Verb("runs list", "one line per run, newest first", list_runs, text=show_run_list,
+         json=lambda records, args: [record.to_dict() for record in records]),
+    Verb("runs show", "status, metrics and files of one run", show_run_verb,
+         args=(arg("run_id", metavar="RUN_ID", help="run id (or a unique prefix of 6+ characters)"),),
+         text=show_run, json=lambda info, args: info),
+)
+
+
+def register(subparsers) -> None:
+    """Add ``runs`` and its commands to an ``avml`` subparsers (as ``cli/main.py`` does)."""
+    add_verbs(subparsers, VERBS, SHELL, {"runs": GROUP_HELP})

@@ -1,103 +1,232 @@
-"""Sweep verbs: ``avml sweep``, ``avml status``, ``avml stop``, ``avml best``, ``avml register``.
+"""``sweep CONFIG.yaml`` and ``resume NAME``: experiments started, followed and resumed.
 
-* ``avml sweep CONFIG.yaml [--name N] [--detach] [--json]`` submits an experiment and, unless ``--detach``,
-  follows it, printing a compact leaderboard whenever something changes. Ctrl-C stops following, not the
-  sweep (it runs in its own background driver). ``avml sweep --resume NAME`` resumes an interrupted one.
-* ``avml status [NAME] [--json]``: every experiment, or one with its children.
-* ``avml stop NAME [--child ID]``: stop the whole sweep, or one child.
-* ``avml best NAME [--json]``: the best child (run id, model, metrics, model file).
-* ``avml register NAME MODEL_NAME``: register the best child's model (or run NAME's model); prints the version.
+* ``avml sweep CONFIG.yaml [--name N] [--set KEY=VALUE ...] [--dry-run] [--detach] [--json]`` submits an
+  experiment and, unless ``--detach``, follows it, printing a compact leaderboard whenever something changes.
+  Ctrl-C stops following, not the sweep (it runs in its own background driver). In a notebook,
+  ``%avml sweep CONFIG.yaml`` (or a ``%%avml`` cell holding the YAML) shows the live dashboard and returns.
+* ``avml resume NAME`` (also ``avml sweep --resume NAME``) resumes an interrupted experiment; ``resume RUN_ID``
+  an interrupted training run.
+* Exit status: 1 when the experiment ended with no child that finished with a model (every child failed,
+  was invalid or was stopped before its first evaluation) or when its driver failed.
+
+``register(subparsers)`` adds every experiment verb (``sweep``, ``resume``, ``list``, ``status``, ``stop``,
+``best``, ``register``) to an ``avml`` subparsers.
 """
 
 from __future__ import annotations
 
-import json
+import copy
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from jupyter_avml.errors import ConfigError
+from jupyter_avml.cli.dry_run import DryRun
+from jupyter_avml.cli.experiments import VAR_ARG, best_text
+from jupyter_avml.cli.overrides import SET_ARG
+from jupyter_avml.cli.table import NOTEBOOK, SHELL, Verb, add_verbs, arg
+from jupyter_avml.errors import ConfigError, NotFoundError
+from jupyter_avml.workspace import Workspace
+
+DETACH_ARG = arg("--detach", action="store_true", doors={SHELL},
+                 help="return once the experiment is started (in a notebook it always runs in the background, "
+                      "with its live dashboard; --foreground waits there)")
+FOREGROUND_ARG = arg("--foreground", action="store_true", doors={NOTEBOOK},
+                     help="wait until the experiment ends (interrupt the kernel to stop waiting)")
+DRY_RUN_ARG = arg("--dry-run", action="store_true",
+                  help="show the configurations to try, the resolved settings and the data check; start nothing")
 
 
-def register(subparsers) -> None:
-    sweep = subparsers.add_parser("sweep", help="run a hyperparameter sweep (an experiment) in the background",
-                                  description="Submit an experiment: run settings plus sweep settings (sampling, "
-                                              "iterations, search_space, early_termination_policy...).")
-    sweep.add_argument("config", nargs="?", help="experiment YAML file")
-    sweep.add_argument("--name", help="experiment name (default: the YAML file name and a counter)")
-    sweep.add_argument("--detach", action="store_true", help="return once the sweep is started")
-    sweep.add_argument("--json", action="store_true", help="print one JSON object at the end instead of progress")
-    sweep.add_argument("--resume", metavar="NAME", help="resume an interrupted experiment")
-    sweep.set_defaults(func=run_sweep)
+# -- configuration -----------------------------------------------------------------------------------------
+def load_experiment_config(path: str, overrides: list[str]):
+    """The ``ExperimentConfig`` of a YAML file, with ``--set`` overrides on top (validated twice: the file
+    with its line numbers, then the overridden settings)."""
+    from jupyter_avml.cli.overrides import apply_overrides
+    from jupyter_avml.sweep import parse_experiment
 
-    status = subparsers.add_parser("status", help="experiments and their children")
-    status.add_argument("name", nargs="?", help="one experiment (default: all)")
-    status.add_argument("--json", action="store_true")
-    status.set_defaults(func=run_status)
-
-    stop = subparsers.add_parser("stop", help="stop an experiment, or one of its children")
-    stop.add_argument("name")
-    stop.add_argument("--child", type=int, metavar="ID", help="stop only this child")
-    stop.add_argument("--reason", default="stopped by user")
-    stop.set_defaults(func=run_stop)
-
-    best = subparsers.add_parser("best", help="the best child of an experiment")
-    best.add_argument("name")
-    best.add_argument("--json", action="store_true")
-    best.set_defaults(func=run_best)
-
-    reg = subparsers.add_parser("register", help="register the best child's model in the MLflow Model Registry")
-    reg.add_argument("name", help="experiment name (its best child) or run id")
-    reg.add_argument("model_name", help="registered model name")
-    reg.set_defaults(func=run_register)
+    spec = parse_experiment(path)
+    if not overrides:
+        return spec
+    # ``raw`` has the file's data paths made absolute: --set values' relative paths are from the current folder.
+    raw = apply_overrides(copy.deepcopy(spec.raw), overrides)
+    return parse_experiment(raw, source=f"{path} with --set", base_dir=Path.cwd())
 
 
-# --------------------------------------------------------------------------------------------------------
-def run_sweep(args) -> int:
-    from jupyter_avml.sweep.config import parse_experiment
-    from jupyter_avml.sweep.experiment import Experiment, attach, default_experiment_name
-    from jupyter_avml.sweep.state import experiment_dir
-    from jupyter_avml.workspace import Workspace
+def experiment_name(spec, source: str | None, workspace: Workspace) -> str:
+    """``experiment_name`` of the YAML when it is free, else ``<yaml stem>-<n>``."""
+    from jupyter_avml.sweep import ExperimentHandle
 
+    try:
+        from jupyter_avml.sweep import default_experiment_name
+    except ImportError:  # not re-exported by jupyter_avml.sweep before its restructuring
+        from jupyter_avml.sweep.experiment import default_experiment_name
+
+    wanted = spec.experiment_name
+    if wanted and not ExperimentHandle(wanted, workspace).folder.exists():
+        return wanted
+    return default_experiment_name(wanted or source, workspace)
+
+
+# -- doing -----------------------------------------------------------------------------------------------------
+@dataclass
+class SweepStarted:
+    """An experiment just submitted or resumed (``action``), with its handle."""
+
+    handle: Any
+    action: str
+    spec: Any = None
+
+    def line(self) -> str:
+        name = self.handle.name
+        if self.spec is None:
+            return f"experiment {name} {self.action}"
+        spec = self.spec
+        return (f"experiment {name} {self.action}: {spec.sampling} sampling, {spec.iterations} "
+                f"iteration{'s' * (spec.iterations > 1)} (folder {self.handle.folder})")
+
+
+def run_sweep(args, door=None):
+    """Submit (or resume, or dry-run) the experiment; returns ``SweepStarted`` or ``DryRun``."""
+    from jupyter_avml.sweep import Experiment
+
+    command = getattr(door, "command", "avml")
     workspace = Workspace.resolve(args.workspace)
     if args.resume:
-        if args.config:
-            raise ConfigError("give either CONFIG or --resume NAME, not both", field="--resume", value=args.resume)
-        handle = attach(args.resume, workspace).resume()
-        if not args.json:
-            print(f"experiment {handle.name} resumed")
-    else:
-        if not args.config:
-            raise ConfigError("an experiment file is required: avml sweep CONFIG.yaml", field="config")
-        spec = parse_experiment(args.config)
-        name = args.name
-        if name is None:
-            wanted = spec.experiment_name
-            if wanted and not experiment_dir(workspace.root, wanted).exists():
-                name = wanted
-            else:
-                name = default_experiment_name(wanted or args.config, workspace)
-        handle = Experiment(name, workspace).submit(spec)
-        if not args.json:
-            print(f"experiment {name} submitted: {spec.sampling} sampling, {spec.iterations} "
-                  f"iteration{'s' * (spec.iterations > 1)} (folder {handle.folder})")
-    if args.detach:
-        if args.json:
-            print(json.dumps(summary(handle)))
-        else:
-            print(f"follow it: avml status {handle.name}; stop it: avml stop {handle.name}")
-        return 0
+        if args.config or args.overrides or args.dry_run:
+            raise ConfigError("--resume NAME takes no CONFIG, --set or --dry-run: a resumed experiment keeps the "
+                              "configuration it was submitted with", field="--resume", value=args.resume)
+        return resume_experiment(args.resume, workspace, command)
+    if not args.config:
+        raise ConfigError(f"an experiment file is required: {command} sweep CONFIG.yaml", field="config")
+    if args.name is not None:
+        Experiment(args.name, workspace)  # a bad name fails before the YAML is read
+    spec = load_experiment_config(args.config, args.overrides)
+    name = args.name or experiment_name(spec, args.config, workspace)
+    if args.dry_run:
+        return DryRun(name, spec, workspace)
+    return SweepStarted(Experiment(name, workspace).submit(spec), "submitted", spec)
+
+
+def resume_experiment(name: str, workspace, command: str = "avml") -> SweepStarted:
+    from jupyter_avml.cli.records import open_experiment
+
+    return SweepStarted(open_experiment(name, workspace, command).resume(), "resumed")
+
+
+def resume_verb(args, door=None):
+    """Resume experiment NAME, or training run NAME: ``SweepStarted`` or the run's ``RunSummary``."""
+    from jupyter_avml.cli.records import experiment_or_run
+    from jupyter_avml.cli.train import resume_run
+
+    command = getattr(door, "command", "avml")
+    kind, target = experiment_or_run(args.name, args.workspace, command)
+    if kind == "experiment":
+        return SweepStarted(target.resume(), "resumed")
+    return resume_run(target, args.workspace, quiet=bool(args.json), command=command)
+
+
+# -- showing ---------------------------------------------------------------------------------------------------
+def _waits(args) -> bool:
+    """Whether the user waits for the end: a shell unless --detach, a notebook with --foreground."""
+    if hasattr(args, "foreground"):
+        return bool(args.foreground)
+    return not getattr(args, "detach", False)
+
+
+def sweep_text(result, args, door) -> int | None:
+    """Shell: the start line, then the leaderboard as it changes, then the best child."""
+    if isinstance(result, DryRun):
+        print(repr(result))
+        return None
+    if not isinstance(result, SweepStarted):  # ``resume RUN_ID``: a training run
+        from jupyter_avml.cli.train import print_summary
+
+        print_summary(result)
+        return None
+    handle = result.handle
+    print(result.line())
+    if not _waits(args):
+        print(f"follow it: avml status {handle.name}; stop it: avml stop {handle.name}")
+        return None
     try:
-        state = follow(handle, quiet=args.json)
+        follow(handle)
     except KeyboardInterrupt:
         print(f"\nstopped following; experiment {handle.name} goes on in the background.\n"
               f"follow it: avml status {handle.name}; stop it: avml stop {handle.name}", file=sys.stderr)
         return 0
-    if args.json:
-        print(json.dumps(summary(handle)))
-    else:
-        print_best(handle)
-    return 1 if state.status == "failed" else 0
+    print_best(handle)
+    return None
+
+
+def sweep_json(result, args) -> Any:
+    if isinstance(result, DryRun):
+        return result.to_dict()
+    if not isinstance(result, SweepStarted):
+        return result.to_dict()
+    if _waits(args):
+        follow(result.handle, quiet=True)
+    return summary(result.handle)
+
+
+def sweep_display(result, args, door) -> None:
+    """Notebook: the dry run's table, or the live dashboard (``--var`` binds the handle, ``--foreground``
+    waits for the end)."""
+    if isinstance(result, DryRun):
+        door.display(result)
+        return
+    if not isinstance(result, SweepStarted):
+        from jupyter_avml.cli.train import print_summary
+
+        print_summary(result)
+        return
+    handle = result.handle
+    door.remember(handle.name, handle.workspace.root)
+    if getattr(args, "var", None):
+        door.bind(args.var, handle)
+    widget = door.show_dashboard(handle)
+    if _waits(args):
+        door.wait(handle, widget)
+
+
+def sweep_exit_status(result, args) -> int:
+    """2: the dry run found problems in the data; 1: the experiment ended (completed or timed out) with no child
+    that finished with a model, or its driver failed (or the resumed run failed); else 0 (also while it still
+    runs, and when the user stopped it)."""
+    if isinstance(result, DryRun):
+        return 0 if result.data_ok else 2
+    if not isinstance(result, SweepStarted):
+        return 1 if result.status == "failed" else 0
+    if not _waits(args):  # detached, or in a notebook's background: how it ends is not known yet
+        return 0
+    state = result.handle.state
+    if not state.finished or state.status == "stopped":  # still running, or ended as the user asked
+        return 0
+    if state.status == "failed":
+        return 1
+    return 0 if _has_model(result.handle) else 1
+
+
+def sweep_failure(result, args) -> str:
+    """The line that says why the exit status is not 0."""
+    if isinstance(result, DryRun):
+        return result.data_verdict()
+    if not isinstance(result, SweepStarted):
+        return f"run {result.run_id} failed" + (f": {result.error}" if result.error else "")
+    state = result.handle.state
+    if state.status == "failed":
+        return f"experiment {state.name} failed" + (f": {state.error.splitlines()[0]}" if state.error else "")
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(state.counts().items())) or "no children"
+    return f"experiment {state.name} ended ({state.status}) with no completed child ({counts})"
+
+
+def _has_model(handle) -> bool:
+    """Whether some child finished with a model (the experiment has a best child)."""
+    try:
+        handle.get_best_child()
+    except NotFoundError:
+        return False
+    return True
 
 
 def follow(handle, quiet: bool = False, poll: float = 1.0, stream=None):
@@ -152,8 +281,6 @@ def _short(value: Any) -> str:
 
 def summary(handle) -> dict[str, Any]:
     """The JSON ``avml sweep --json`` prints: name, status, children and best child."""
-    from jupyter_avml.errors import NotFoundError
-
     state = handle.state
     try:
         best = handle.get_best_child()
@@ -171,92 +298,44 @@ def summary(handle) -> dict[str, Any]:
 
 
 def print_best(handle, stream=None) -> None:
-    from jupyter_avml.errors import NotFoundError
-
+    """The best child (``best_text``), or why there is none."""
     stream = stream or sys.stdout
     try:
         best = handle.get_best_child()
     except NotFoundError as exc:
         print(str(exc), file=stream)
         return
-    print(f"best child {best.child_id} ({best.status}): {best.model_name} {best.primary_metric}="
-          f"{best.primary_metric_value:.4f}", file=stream)
-    print(f"  run {best.run_id}", file=stream)
-    if best.params:
-        print("  params: " + ", ".join(f"{k}={_short(v)}" for k, v in best.params.items()), file=stream)
-    print(f"  model: {best.model_path}", file=stream)
+    print(best_text(best), file=stream)
 
 
-# --------------------------------------------------------------------------------------------------------
-def run_status(args) -> int:
-    from jupyter_avml.sweep.experiment import attach, list_experiments
-    from jupyter_avml.workspace import Workspace
+_SHOWN = dict(text=sweep_text, json=sweep_json, display=sweep_display, exit_status=sweep_exit_status,
+              failure=sweep_failure)
 
-    workspace = Workspace.resolve(args.workspace)
-    if args.name:
-        handle = attach(args.name, workspace)
-        state = handle.state
-        if args.json:
-            print(json.dumps({**state.to_dict(), "status": handle.status}, default=str))
-        else:
-            print(leaderboard(state, handle.status, limit=1000))
-        return 0
-    states = list_experiments(workspace)
-    if args.json:
-        out = []
-        for state in states:
-            data = state.to_dict()
-            data["status"] = attach(state.name, workspace).status
-            out.append(data)
-        print(json.dumps(out, default=str))
-        return 0
-    if not states:
-        print("no experiments yet (avml sweep CONFIG.yaml)")
-        return 0
-    print(f"{'experiment':28} {'created':16} {'status':12} {'children':28} best")
-    for state in states:
-        status = attach(state.name, workspace).status
-        counts = ", ".join(f"{v} {k}" for k, v in sorted(state.counts().items())) or "-"
-        best = ""
-        if state.best_child is not None:
-            child = state.child(state.best_child)
-            best = f"{state.primary_metric}={child.best_value:.4f} (child {child.id})"
-        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(state.created))
-        print(f"{state.name:28} {created:16} {status:12} {counts:28} {best}")
-    return 0
+VERBS = (
+    Verb("sweep", "run a hyperparameter sweep (an experiment) in the background", run_sweep,
+         description="Submit an experiment: run settings plus sweep settings (sampling, iterations, search_space, "
+                     "early_termination_policy, limits...). A shell follows it (a leaderboard whenever something "
+                     "changes; Ctrl-C stops following, not the sweep); a notebook shows its live dashboard and "
+                     "returns (a %%avml cell takes the YAML itself). Exit status 1 when it ends with no completed "
+                     "child, 2 when it is refused (or --dry-run finds problems in the data).",
+         args=(arg("config", nargs="?", metavar="CONFIG", help="experiment YAML file"),
+               arg("--name", metavar="NAME", help="experiment name (default: experiment_name in the YAML, else the "
+                                                  "YAML file name and a counter)"),
+               SET_ARG, DRY_RUN_ARG,
+               arg("--resume", metavar="NAME", help="resume an interrupted experiment (as `resume NAME`)"),
+               DETACH_ARG, FOREGROUND_ARG, VAR_ARG),
+         **_SHOWN),
+    Verb("resume", "resume an interrupted experiment, or an interrupted training run", resume_verb,
+         description="Resume experiment NAME (finished children are kept; the others run again from their last "
+                     "checkpoint) and follow it as `sweep` does; or continue training run NAME (a run id, or a "
+                     "unique prefix of 6+ characters) from its last epoch checkpoint, in the foreground.",
+         args=(arg("name", metavar="NAME", help="an experiment, or a run id"), DETACH_ARG, FOREGROUND_ARG, VAR_ARG),
+         **_SHOWN),
+)
 
 
-def run_stop(args) -> int:
-    from jupyter_avml.sweep.experiment import attach
+def register(subparsers) -> None:
+    """Add every experiment verb to an ``avml`` subparsers (as ``cli/main.py`` does)."""
+    from jupyter_avml.cli.experiments import VERBS as EXPERIMENT_VERBS
 
-    handle = attach(args.name, args.workspace)
-    if args.child is not None:
-        if handle.stop_child(args.child, reason=args.reason):
-            print(f"asked child {args.child} of {args.name} to stop (after its current batch)")
-        else:
-            print(f"child {args.child} of {args.name} has already ended ({handle.state.child(args.child).status})")
-    elif handle.stop(reason=args.reason):
-        print(f"asked experiment {args.name} to stop (its children stop after their current batch)")
-    else:
-        print(f"experiment {args.name} has already ended ({handle.state.status})")
-    return 0
-
-
-def run_best(args) -> int:
-    from jupyter_avml.sweep.experiment import attach
-
-    handle = attach(args.name, args.workspace)
-    if args.json:
-        print(json.dumps(handle.get_best_child().to_dict(), default=str))
-    else:
-        handle.get_best_child()  # raises NotFoundError (exit 2) when there is none
-        print_best(handle)
-    return 0
-
-
-def run_register(args) -> int:
-    from jupyter_avml.tracking.registry import register_model
-
-    version = register_model(args.name, args.model_name, workspace=args.workspace)
-    print(version)
-    return 0
+    add_verbs(subparsers, (*VERBS, *EXPERIMENT_VERBS), SHELL, {})

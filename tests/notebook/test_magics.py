@@ -123,7 +123,8 @@ def test_errors_point_at_the_cell_line_and_key_without_a_traceback(shell, here, 
 def test_bad_magic_arguments_are_usage_errors(shell, here):
     for source, words in [("%%avml --var 1x --dry-run\ntask: image-classification", "not a Python variable"),
                           ("%%avml --bogus\ntask: image-classification", "unrecognized arguments: --bogus"),
-                          ("%%avml bad/name\ntask: image-classification", "experiment name must be 1-100 letters, digits, "
+                          ("%%avml bad/name\ntask: image-classification",
+                           "experiment name must be 1-100 letters, digits, "
                            "'.', '_' or '-' (starting with a letter or digit), got 'bad/name'"),
                           ("%%avml x\n# only a comment", "the cell holds no settings"),
                           ("%avml stop", "the following arguments are required: NAME"),
@@ -367,6 +368,6 @@ def test_foreground_waits_and_the_dashboards_stop_button_ends_it(shell, here):
     html = _bundle(outputs)
     assert 'data-status="stopped"' in html[-1]  # the final picture, published by the waiting cell itself
     result, out, err, _ = run(shell, "%avml stop halt")  # stopping a finished experiment changes nothing
-    assert result.success and "halt has already ended (stopped): nothing to stop" in out, err
+    assert result.success and "experiment halt has already ended (stopped)" in out, err  # the text `avml stop` prints
     result, _, err, _ = run(shell, "%avml stop halt --child 7")
     assert not result.success and "has no child 7" in err
