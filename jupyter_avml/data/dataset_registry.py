@@ -33,10 +33,10 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Mapping
 
 from jupyter_avml.data.records import ImageRecord, sorted_classes
 from jupyter_avml.data.validate import read_dataset, validate_jsonl
