@@ -50,6 +50,7 @@ DOWNLOAD_MAX_BYTES = 100_000_000
 DOWNLOADS_TOTAL_DEADLINE_S = 1800.0
 MAX_HOST_FAILURES = 3
 _CHUNK = 1 << 16
+_CLOCK_SLACK_S = 0.01  # a socket timeout set to end at the deadline counts as the deadline
 _STALE_DOWNLOAD_S = 3600.0  # a leftover in cache/downloads older than this belongs to no live download
 
 
@@ -267,6 +268,8 @@ def _download(url: str, out, digest, session: DownloadSession) -> None:
         exc.close()
         raise _Refused(f"HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        if time.monotonic() >= deadline - _CLOCK_SLACK_S:  # the timeout was cut short by the deadline
+            raise _Refused(_deadline_reason(session, start, 0)) from None
         reason = getattr(exc, "reason", None) or exc
         raise _Refused(_network_reason(reason, timeout), host_down=_host_down(reason)) from None
     with response:
@@ -281,6 +284,8 @@ def _download(url: str, out, digest, session: DownloadSession) -> None:
             try:
                 chunk = read(_CHUNK)
             except (http.client.HTTPException, OSError, ValueError) as exc:
+                if time.monotonic() >= deadline - _CLOCK_SLACK_S:
+                    raise _Refused(_deadline_reason(session, start, size)) from None
                 raise _Refused(f"{_network_reason(exc, timeout)} after {size:,} bytes",
                                host_down=_host_down(exc)) from None
             if not chunk:

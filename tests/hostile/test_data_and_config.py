@@ -87,16 +87,18 @@ def test_endless_unannounced_body_stops_at_the_byte_cap(tmp_path, hostile_server
 
 
 def test_silent_server_costs_a_few_timeouts_not_one_per_url(tmp_path, hostile_server, assert_quick):
-    urls = [hostile_server.url(f"/silent?n={i}") for i in range(12)]
+    # More URLs than download threads (16 at most): once a few have timed out, the others are not tried.
+    urls = [hostile_server.url(f"/silent?n={i}") for i in range(40)]
     jsonl = write_jsonl(tmp_path / "web.jsonl", [{"image_url": u, "label": "ab"[i % 2]} for i, u in enumerate(urls)])
     limits = DownloadLimits(read_timeout_s=0.5, deadline_s=5, max_host_failures=3)
-    with assert_quick(8):
+    with assert_quick(10):
         report = validate_jsonl(jsonl, MC, cache_dir=tmp_path / "cache", download_limits=limits)
     by_line = {p.line: p.message for p in report.problems if p.line}
-    assert sorted(by_line) == list(range(1, 13))  # every URL is reported on its own row
-    timed_out = [m for m in by_line.values() if m.startswith("download failed: no answer within 0.5 s (timed out)")]
-    skipped = [m for m in by_line.values() if m.startswith("not tried: 3 downloads from 127.0.0.1")]
-    assert len(timed_out) >= 3 and len(timed_out) + len(skipped) == 12
+    assert sorted(by_line) == list(range(1, 41))  # every URL is reported on its own row
+    tried = [m for m in by_line.values() if m.startswith("download failed: ")]
+    skipped = [m for m in by_line.values() if m.startswith("not tried: ") and "downloads from 127.0.0.1" in m]
+    assert len(tried) + len(skipped) == 40 and len(tried) <= 16 and len(skipped) >= 24
+    assert any("no answer within 0.5 s (timed out)" in m for m in tried)
     assert leftovers(tmp_path / "cache") == []
 
 
