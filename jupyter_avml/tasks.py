@@ -23,12 +23,15 @@ class ImageTask(str, Enum):
         """Accept the enum, its value, or its member name (any case)."""
         if isinstance(value, ImageTask):
             return value
-        text = str(value).strip()
-        for task in cls:
-            if text.lower() in (task.value, task.name.lower()):
-                return task
+        if isinstance(value, str):
+            text = value.strip().lower()
+            for task in cls:
+                if text in (task.value, task.name.lower()):
+                    return task
+        from jupyter_avml.config.loader import echo_value  # not at the top: the config package imports tasks
+
         choices = ", ".join(t.value for t in cls)
-        raise ConfigError(f"task must be one of {choices}, got {value!r}", field="task", value=value)
+        raise ConfigError(f"task must be one of {choices}, got {echo_value(value)}", field="task", value=value)
 
     @property
     def is_classification(self) -> bool:

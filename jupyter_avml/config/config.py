@@ -11,15 +11,24 @@ import difflib
 import math
 import os
 import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
-from jupyter_avml.config.params import (ALL, PARAMS, SCOPE_TEXT, TASK_DEFAULTS, Param, family_scopes)
+from jupyter_avml.config.loader import echo_value
+from jupyter_avml.config.params import ALL, MAX_TILE_GRID, PARAMS, SCOPE_TEXT, TASK_DEFAULTS, Param, family_scopes
 from jupyter_avml.errors import ConfigError
 from jupyter_avml.models.registry import get_model_spec
 from jupyter_avml.tasks import ImageTask
 
 PATH_KEYS = ("training_data", "validation_data", "pretrained_weights", "workspace")
+MAX_MODEL_NAME = 100
+
+MAX_BATCH_INPUT_BYTES = 16 << 30
+"""Largest float32 input batch a configuration may ask for (16 GiB): batch size x channels x side x side x 4.
+
+A lower bound of the memory a step needs (activations come on top), so a configuration refused here could
+never have run; it is refused with a message instead of being killed by the kernel after minutes."""
 
 
 class AutoMLImageConfig(Mapping[str, Any]):
@@ -61,10 +70,13 @@ class AutoMLImageConfig(Mapping[str, Any]):
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> AutoMLImageConfig:
-        """Read a YAML file of settings; relative data paths are relative to the file's folder."""
-        from jupyter_avml.config.yaml_lines import read_yaml_file
+        """Read a YAML (or JSON) file of settings; relative data paths are relative to the file's folder.
 
-        data, lines = read_yaml_file(path)
+        The file goes through ``config.loader.read_config_file`` (UTF-8, size, nesting, duplicate keys...).
+        """
+        from jupyter_avml.config.loader import read_config_file
+
+        data, lines = read_config_file(path)
         return cls.from_dict(data, source=str(path), lines=lines, base_dir=Path(path).resolve().parent)
 
     def replace(self, **changes: Any) -> AutoMLImageConfig:
@@ -147,7 +159,7 @@ def _resolve(given: dict[str, Any], *, lines: dict[str, int], source: str | None
         if key not in PARAMS:
             close = difflib.get_close_matches(key, list(PARAMS), n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            errors.add(key, f"unknown setting {key!r}{hint}", given.pop(key))
+            errors.add(key, f"unknown setting {echo_value(key)}{hint}", given.pop(key))
     # None means "not set" for every key: the user cannot set a value to "nothing" that has a default.
     given = {k: v for k, v in given.items() if v is not None}
 
@@ -162,6 +174,10 @@ def _resolve(given: dict[str, Any], *, lines: dict[str, int], source: str | None
     given["task"] = task.value
 
     model_name = given.get("model_name", TASK_DEFAULTS[task]["model_name"])
+    if len(str(model_name)) > MAX_MODEL_NAME:  # a name this long cannot be a model: do not echo it in full
+        errors.add("model_name", f"model_name must be a model name (see `avml models`), got "
+                                 f"{echo_value(model_name, 60)}", model_name)
+        errors.raise_if_any()
     try:
         spec = get_model_spec(str(model_name), task)
     except ConfigError as exc:
@@ -216,9 +232,35 @@ def _check_consistency(values: dict[str, Any], user: set[str], spec, errors: _Er
     if spec.layer_groups and values.get("layers_to_freeze") and values["layers_to_freeze"] > len(spec.layer_groups):
         errors.add("layers_to_freeze", f"{spec.name} has {len(spec.layer_groups)} layer groups; "
                    f"layers_to_freeze must be in [1, {len(spec.layer_groups)}]", values["layers_to_freeze"])
+    _check_memory(values, errors)
     device = str(values["device"])
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
         errors.add("device", "device must be 'auto', 'cpu', 'cuda' or 'cuda:N'", device)
+
+
+def _batch_inputs(values: dict[str, Any]) -> list[tuple[str, str, float]]:
+    """``(batch key, size key, largest side in px)`` of each batch a run will build, for the settings present."""
+    pairs = [("training_batch_size", "train_crop_size"), ("validation_batch_size", "valid_crop_size"),
+             ("training_batch_size", "max_size"), ("validation_batch_size", "max_size"),
+             ("training_batch_size", "img_size"), ("validation_batch_size", "img_size")]
+    out = []
+    for batch_key, size_key in pairs:
+        if batch_key in values and size_key in values and values[batch_key] and values[size_key]:
+            side = float(values[size_key])
+            if size_key == "img_size" and batch_key == "training_batch_size" and values.get("multi_scale"):
+                side *= 1.5  # multi_scale trains at up to +50%
+            out.append((batch_key, size_key, side))
+    return out
+
+
+def _check_memory(values: dict[str, Any], errors: _Errors) -> None:
+    """Refuse batches whose float32 input alone exceeds ``MAX_BATCH_INPUT_BYTES`` (3 channels, square images)."""
+    for batch_key, size_key, side in _batch_inputs(values):
+        needed = values[batch_key] * 3 * side * side * 4
+        if needed > MAX_BATCH_INPUT_BYTES:
+            errors.add(batch_key, f"{batch_key} {values[batch_key]} of {size_key} {values[size_key]} px images is "
+                       f"{needed / (1 << 30):.1f} GiB of input per batch before the model runs (at most "
+                       f"{MAX_BATCH_INPUT_BYTES >> 30} GiB); lower {batch_key} or {size_key}", values[batch_key])
 
 
 def _scope_text(param: Param) -> str:
@@ -255,17 +297,24 @@ _FALSE = {"0", "false", "no", "off"}
 
 def _coerce(param: Param, raw: Any) -> Any:
     """Turn a user value into the parameter's type, or raise ConfigError naming the expected range."""
-    fail = ConfigError(f"{param.name} must be {param.range_text()}, got {raw!r}", field=param.name, value=raw)
+    fail = ConfigError(f"{param.name} must be {param.range_text()}, got {echo_value(raw)}", field=param.name,
+                       value=raw)
     kind = param.kind
     if kind == "int":
         value = _as_number(raw, fail)
-        if not float(value).is_integer():
-            raise fail
+        try:
+            if not float(value).is_integer():
+                raise fail
+        except OverflowError:  # an integer beyond any float: beyond every range too
+            raise fail from None
         value = int(value)
         _check_range(param, value, fail)
         return value
     if kind == "float":
-        value = float(_as_number(raw, fail))
+        try:
+            value = float(_as_number(raw, fail))
+        except OverflowError:
+            raise fail from None
         if math.isnan(value):
             raise fail
         _check_range(param, value, fail)
@@ -296,14 +345,16 @@ def _coerce(param: Param, raw: Any) -> Any:
         if isinstance(raw, os.PathLike):
             return os.fspath(raw)
         if not isinstance(raw, str) or not raw.strip():
-            raise ConfigError(f"{param.name} must be a non-empty string, got {raw!r}", field=param.name, value=raw)
+            raise ConfigError(f"{param.name} must be a non-empty string, got {echo_value(raw)}", field=param.name,
+                              value=raw)
         return raw.strip()
     if kind == "grid":
         return parse_tile_grid(raw)
     if kind == "mapping":
         if not isinstance(raw, Mapping) or not all(isinstance(k, str) and isinstance(v, (str, os.PathLike))
                                                     for k, v in raw.items()):
-            raise ConfigError(f"{param.name} must be a mapping of URL prefix to local folder, got {raw!r}",
+            raise ConfigError(f"{param.name} must be a mapping of URL prefix to local folder, got "
+                              f"{echo_value(raw)}",
                               field=param.name, value=raw)
         return {k: os.fspath(v) for k, v in raw.items()}
     return raw
@@ -329,12 +380,13 @@ def _check_range(param: Param, value: float, fail: ConfigError) -> None:
         raise fail
 
 
-_GRID_RE = re.compile(r"^\s*[\(\[]?\s*(\d+)\s*[,x ]\s*(\d+)\s*[\)\]]?\s*$")
+_GRID_RE = re.compile(r"^\s*[\(\[]?\s*(\d{1,9})\s*[,x ]\s*(\d{1,9})\s*[\)\]]?\s*$")
 
 
 def parse_tile_grid(raw: Any) -> tuple[int, int]:
-    """``"(3, 2)"``, ``"3x2"``, ``(3, 2)`` or ``[3, 2]`` -> ``(3, 2)``: columns, rows; both >= 1."""
-    fail = ConfigError(f"tile_grid_size must be two positive integers like '(3, 2)', got {raw!r}",
+    """``"(3, 2)"``, ``"3x2"``, ``(3, 2)`` or ``[3, 2]`` -> ``(3, 2)``: columns, rows; both in [1, 16]."""
+    fail = ConfigError(f"tile_grid_size must be two integers in [1, {MAX_TILE_GRID}] like '(3, 2)', got "
+                       f"{echo_value(raw)}",
                        field="tile_grid_size", value=raw)
     if isinstance(raw, str):
         match = _GRID_RE.match(raw)
@@ -350,6 +402,6 @@ def parse_tile_grid(raw: Any) -> tuple[int, int]:
             raise fail
     else:
         raise fail
-    if min(grid) < 1:
+    if min(grid) < 1 or max(grid) > MAX_TILE_GRID:
         raise fail
     return grid

@@ -8,8 +8,9 @@ configuration saved with each run, and the sweep's checks of sampled values.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from jupyter_avml.tasks import ImageTask
 
@@ -83,8 +84,25 @@ def _p(name, kind, doc, default=None, **kw) -> Param:
     return Param(name, kind, doc, default, scopes=frozenset(scopes), **kw)
 
 
+MAX_IMAGE_SIDE = 4096
+"""Largest image size in pixels of any size setting (crops, resizes, ``min_size``/``max_size``, ``img_size``).
+
+A 4096 px square is 200 MB as a float32 tensor before the model runs; larger values were killed by the kernel
+without a message. Batch sizes have their own bound, and ``config._check_memory`` the product of both."""
+
+MAX_BATCH_SIZE = 1024
+"""Largest training or validation batch size."""
+
+MAX_NUM_WORKERS = 64
+"""Most data-loading worker processes (each one is a whole Python process with a copy of the dataset)."""
+
+MAX_TILE_GRID = 16
+"""Most tiles in each direction of ``tile_grid_size`` (16 x 16 = 256 tiles per image)."""
+
 UNIT = dict(low=0.0, high=1.0)
 POS = dict(low=1)
+SIDE = dict(low=1, high=MAX_IMAGE_SIDE)
+BATCH = dict(low=1, high=MAX_BATCH_SIZE)
 
 PARAMS: dict[str, Param] = {p.name: p for p in [
     # --- what and where (not hyperparameters) ---
@@ -114,6 +132,7 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
        hyperparameter=False, nullable=True),
     _p("run_name", "str", "A name for the run in the tracking store.", hyperparameter=False, nullable=True),
     _p("num_workers", "int", "Data-loading worker processes; 0 loads in the training process.", 0, low=0,
+       high=MAX_NUM_WORKERS,
        hyperparameter=False),
     _p("cpu_threads", "int", "Torch threads on CPU; default: torch's own choice.", low=1, hyperparameter=False,
        nullable=True),
@@ -124,8 +143,8 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
 
     # --- spec section 5: every model ---
     _p("number_of_epochs", "int", "Training epochs.", 15, **POS),
-    _p("training_batch_size", "int", "Training batch size.", **POS),
-    _p("validation_batch_size", "int", "Validation batch size.", **POS),
+    _p("training_batch_size", "int", "Training batch size.", **BATCH),
+    _p("validation_batch_size", "int", "Validation batch size.", **BATCH),
     _p("grad_accumulation_step", "int", "Steps of accumulated gradients per weight update.", 1, **POS),
     _p("early_stopping", "bool01", "Stop when the primary metric stops improving.", 1),
     _p("early_stopping_patience", "int", "Evaluations without improvement before stopping.", 5, **POS),
@@ -151,24 +170,25 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     # --- spec section 6: classification ---
     _p("weighted_loss", "choice", "0 none, 1 sqrt(class weights), 2 class weights.", 0, choices=(0, 1, 2),
        scopes=(CLASSIFICATION,)),
-    _p("valid_resize_size", "int", "Resize validation images to this before cropping.", 256, **POS,
+    _p("valid_resize_size", "int", "Resize validation images to this before cropping.", 256, **SIDE,
        scopes=(CLASSIFICATION,)),
-    _p("valid_crop_size", "int", "Crop fed to the network at validation.", 224, **POS, scopes=(CLASSIFICATION,)),
-    _p("train_crop_size", "int", "Crop fed to the network in training.", 224, **POS, scopes=(CLASSIFICATION,)),
+    _p("valid_crop_size", "int", "Crop fed to the network at validation.", 224, **SIDE, scopes=(CLASSIFICATION,)),
+    _p("train_crop_size", "int", "Crop fed to the network in training.", 224, **SIDE, scopes=(CLASSIFICATION,)),
 
     # --- spec section 6: detection and segmentation ---
     _p("validation_metric_type", "choice", "mAP flavour: none, coco, voc or coco_voc.", "voc",
        choices=("none", "coco", "voc", "coco_voc"), scopes=(DETECTION,)),
-    _p("min_size", "int", "Images are rescaled to at least this before the backbone.", 600, **POS,
+    _p("min_size", "int", "Images are rescaled to at least this before the backbone.", 600, **SIDE,
        scopes=(TORCHVISION_DETECTION,)),
-    _p("max_size", "int", "... and at most this.", 1333, **POS, scopes=(TORCHVISION_DETECTION,)),
+    _p("max_size", "int", "... and at most this.", 1333, **SIDE, scopes=(TORCHVISION_DETECTION,)),
     _p("box_score_thresh", "float", "At inference, return only proposals scoring above this.", **UNIT,
        scopes=(TORCHVISION_DETECTION, YOLO)),
     _p("box_nms_thresh", "float", "NMS threshold of the prediction head at inference.", 0.5, **UNIT,
        scopes=(TORCHVISION_DETECTION,)),
     _p("box_detections_per_img", "int", "Maximum detections per image, all classes.", 100, **POS,
        scopes=(TORCHVISION_DETECTION,)),
-    _p("tile_grid_size", "grid", "Tile grid, e.g. '(3, 2)': turns small-object detection on.",
+    _p("tile_grid_size", "grid", "Tile grid (columns, rows), e.g. '(3, 2)', each in [1, 16]: turns small-object "
+       "detection on.",
        scopes=(TORCHVISION_DETECTION,), nullable=True),
     _p("tile_overlap_ratio", "float", "Overlap of neighbouring tiles in each dimension.", 0.25, low=0.0, high=1.0,
        high_open=True, scopes=(TORCHVISION_DETECTION,)),
@@ -176,7 +196,7 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
        **UNIT, scopes=(TORCHVISION_DETECTION,)),
 
     # --- spec section 6: yolov5 ---
-    _p("img_size", "int", "Image size for training and validation.", 640, **POS, scopes=(YOLO,)),
+    _p("img_size", "int", "Image size for training and validation.", 640, **SIDE, scopes=(YOLO,)),
     _p("model_size", "choice", "YOLOv5 scale.", "medium", choices=("small", "medium", "large", "xlarge"),
        scopes=(YOLO,)),
     _p("multi_scale", "bool01", "Vary image size by +/-50% in training.", 0, scopes=(YOLO,)),

@@ -17,7 +17,14 @@
   else is stretched from [min, max]; NaN becomes 0.
 
 ``image_size`` reads only the header. ``check_image`` fully decodes (a truncated file is found only then)
-and returns a short reason instead of raising.
+and returns a short reason instead of raising; it also refuses files whose format is not one of the spec's
+(JPEG, PNG, BMP, TIFF: ``SPEC_FORMATS``), as ``image_details.format`` does, so a GIF or WebP file is refused by
+validation whatever its name. ``load_image`` itself decodes whatever PIL reads (inference takes any image).
+
+``image_from_array`` turns an in-memory array (H x W, or H x W x 1/3/4) into the same 8-bit RGB, by the same
+rules: ``uint8`` as is; other integers kept in [0, 255] or scaled from [0, 65535]; floats in [0, 1] scaled by
+255, floats in [0, 255] rounded; anything else (NaN, negative or larger values) refused with the range found,
+never cast to black.
 """
 
 from __future__ import annotations
@@ -35,6 +42,10 @@ _SWAPS_AXES = frozenset({5, 6, 7, 8})
 _ALPHA_MODES = frozenset({"LA", "La", "RGBA", "RGBa", "PA"})
 _SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 _WHITE = (255, 255, 255)
+
+SPEC_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "DIB", "TIFF"})
+"""PIL format names of the spec's image formats (jpg, jpeg, jpe, jfif, png, bmp, tif, tiff; MPO is the JPEG
+that cameras write with a preview inside)."""
 
 
 _TRANSPOSE = {
@@ -206,6 +217,10 @@ def inspect_image(path: str | os.PathLike) -> tuple[str | None, tuple[int, int] 
         im = Image.open(path)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         return _open_reason(path, exc), None
+    if im.format not in SPEC_FORMATS:
+        im.close()
+        return (f"{im.format or 'this'} images are not one of the spec's formats (jpg, jpeg, png, jpe, jfif, bmp, "
+                f"tif, tiff); convert it, e.g. to PNG"), None
     try:
         with im:
             im.load()
@@ -217,6 +232,56 @@ def inspect_image(path: str | os.PathLike) -> tuple[str | None, tuple[int, int] 
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         return _decode_reason(exc), None
     return None, (width, height)
+
+
+def image_from_array(array) -> Image.Image:
+    """An upright 8-bit RGB image from an H x W or H x W x C (C = 1, 3 or 4) array (rules in the module docstring).
+
+    Raises
+    ------
+    DataError
+        for another shape, a dtype that is not numbers, or values outside the ranges above (the message
+        gives the range found and what to do).
+    """
+    import numpy as np
+
+    values = np.asarray(array)
+    shape = values.shape
+    if values.ndim == 3 and shape[2] == 1:
+        values = values[:, :, 0]
+    if not (values.ndim == 2 or (values.ndim == 3 and shape[2] in (3, 4))) or 0 in shape:
+        raise DataError(f"an image array must be H x W, or H x W x 1, 3 or 4 channels, got shape {shape}")
+    kind = values.dtype.kind
+    if kind == "b":
+        values = values.astype(np.uint8) * 255
+    elif kind in "iu" and values.dtype != np.uint8:
+        low, high = int(values.min()), int(values.max())
+        if low >= 0 and high <= 255:
+            values = values.astype(np.uint8)
+        elif low >= 0 and high <= 65535:
+            values = ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        else:
+            raise DataError(f"an integer image array must hold values in [0, 255] (or 16-bit [0, 65535]), got "
+                            f"values in [{low}, {high}]")
+    elif kind == "f":
+        if not np.isfinite(values).all():
+            raise DataError("a float image array holds NaN or infinite values")
+        low, high = float(values.min()), float(values.max())
+        if low >= 0.0 and high <= 1.0:
+            values = np.rint(values * 255.0).astype(np.uint8)
+        elif low >= 0.0 and high <= 255.0:
+            values = np.rint(values).astype(np.uint8)
+        else:
+            raise DataError(f"a float image array must hold values in [0, 1] (or [0, 255]), got values in "
+                            f"[{low:g}, {high:g}]; scale it first")
+    elif kind != "u":
+        raise DataError(f"an image array must hold numbers, got dtype {values.dtype}")
+    values = np.ascontiguousarray(values)
+    if values.ndim == 2:
+        return Image.fromarray(values, "L").convert("RGB")
+    if values.shape[2] == 4:
+        return _over_white(Image.fromarray(values, "RGBA"))
+    return Image.fromarray(values, "RGB")
 
 
 def _open_reason(path, exc: BaseException) -> str:

@@ -28,6 +28,11 @@ Decisions:
 - Multi-class labels are strings; a list there is the wrong form (the message points at the multi-label task).
   Multi-label labels are lists (empty allowed); a repeated class in one row is a problem.
 - Any problem makes the row unusable: ``parse_record`` returns None. Nothing is silently dropped.
+
+Why one module of about 650 lines: the label forms of the four tasks, each with its fast path (plain rows)
+and its checking path (every problem named), are one contract; split apart, a change to a form would have to
+be made in several files that must agree. Reading the file itself (lines, encodings, limits) is
+``jsonl_file``.
 """
 
 from __future__ import annotations
@@ -38,9 +43,11 @@ import json
 import math
 import operator
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
+from jupyter_avml.data.jsonl_file import iter_jsonl_checked
 from jupyter_avml.data.records import ImageRecord, ObjectLabel
 from jupyter_avml.tasks import ImageTask
 
@@ -65,6 +72,9 @@ _BOX_SET = frozenset(BOX_KEYS)
 _INSTANCE_SET = frozenset(INSTANCE_KEYS) | frozenset(BOX_COORDS)
 
 _VALUE_REPR_MAX = 80
+
+__all__ = ["COORD_SLACK", "IMAGE_FORMATS", "MIN_POLYGON_AREA", "Problem", "iter_jsonl", "iter_jsonl_checked",
+           "parse_record", "shoelace_area", "suggest"]
 
 
 def _make_object_factory():
@@ -130,26 +140,12 @@ class Problem:
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
     """``(line number, text)`` of each non-blank line of ``path`` (numbers start at 1; text without EOL).
 
-    A UTF-8 byte-order mark is skipped. Bytes that are not UTF-8 are replaced by U+FFFD here; the validator
-    reads with ``iter_jsonl_checked`` to report them instead.
+    A UTF-8 byte-order mark is skipped. Bytes that are not UTF-8 are replaced by U+FFFD here, and a line longer
+    than ``jsonl_file.MAX_LINE_BYTES`` comes cut; the validator reads with ``iter_jsonl_checked`` to report
+    both instead.
     """
     for number, text, _error in iter_jsonl_checked(path):
         yield number, text
-
-
-def iter_jsonl_checked(path: str | os.PathLike) -> Iterator[tuple[int, str, str | None]]:
-    """As ``iter_jsonl``, with a third item: None, or why the line is not UTF-8 text."""
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, 1):
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            raw = raw.strip()
-            if not raw:
-                continue
-            try:
-                yield number, raw.decode("utf-8"), None
-            except UnicodeDecodeError as exc:
-                yield number, raw.decode("utf-8", "replace"), f"not UTF-8 text: {exc.reason} at byte {exc.start}"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -336,6 +332,7 @@ def _label_multilabel(row: _Row, value: Any) -> tuple[str, ...] | None:
 
 _box_fields = operator.itemgetter("label", "topX", "topY", "bottomX", "bottomY")
 _PLAIN_CROWD = {0: False, 1: True}  # also maps False/True and 0.0/1.0 (equal keys), all accepted forms
+_ABSENT = object()  # not a key of _PLAIN_CROWD
 
 
 def _boxes_fast(value: list) -> tuple[ObjectLabel, ...] | None:
@@ -347,10 +344,17 @@ def _boxes_fast(value: list) -> tuple[ObjectLabel, ...] | None:
     out = []
     try:
         for item in value:
-            if type(item) is not dict or not _BOX_SET.issuperset(item):
+            if type(item) is not dict:
                 return None
             name, top_x, top_y, bottom_x, bottom_y = _box_fields(item)  # KeyError: a field is missing
-            crowd = _PLAIN_CROWD.get(item.get("isCrowd", 0))  # TypeError: an unhashable value
+            # Five keys found: a sixth may only be isCrowd (a set comparison per box would cost more).
+            size = len(item)
+            if size == 6:
+                crowd = _PLAIN_CROWD.get(item.get("isCrowd", _ABSENT))  # TypeError: an unhashable value
+            elif size == 5:
+                crowd = False
+            else:
+                return None
             if not (type(top_x) is float and type(top_y) is float and type(bottom_x) is float
                     and type(bottom_y) is float and 0.0 <= top_x < bottom_x <= 1.0
                     and 0.0 <= top_y < bottom_y <= 1.0 and type(name) is str and name and not name.isspace()

@@ -15,7 +15,7 @@ and is filled. This is the form COCO annotation files and Mask R-CNN outputs are
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 

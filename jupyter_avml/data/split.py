@@ -26,8 +26,8 @@ import hashlib
 import json
 import math
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from numbers import Real
-from typing import Sequence
 
 import numpy as np
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 from jupyter_avml.data.records import ImageRecord, sorted_classes
 from jupyter_avml.tasks import ImageTask

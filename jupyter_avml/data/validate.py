@@ -11,24 +11,33 @@ Duplicates (rows with the same ``image_url`` as written):
   ``image_details``: the later rows are dropped without a problem, and the summary counts them;
 - with a different label (or different ``image_details``): a problem on the later row (field ``image_url``)
   that names the earlier line; the earlier row is kept.
+
+Labels (``data.labels``): class names that differ only in case, surrounding spaces or invisible characters are
+problems on the rows of the less common spelling; training data of one class is a problem for
+image-classification and a warning for multi-label. Problems at line 0 concern the file as a whole (empty,
+not JSON Lines, one class): no row can be skipped to fix them, so ``read_dataset`` raises for them even with
+``skip_invalid``.
+
+The file must be a regular file and its lines at most ``jsonl_file.MAX_LINE_BYTES``; remote images are
+downloaded within ``urls.DownloadLimits``.
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from jupyter_avml.data.images import inspect_image
-from jupyter_avml.data.jsonl import Problem, iter_jsonl_checked, parse_record, suggest
+from jupyter_avml.data.jsonl import Problem, parse_record, suggest
+from jupyter_avml.data.jsonl_file import check_data_file, iter_jsonl_checked, not_jsonl_reason
+from jupyter_avml.data.labels import class_count_problems, class_fields, known_class_hint, near_duplicate_problems
 from jupyter_avml.data.records import ImageDataset, ImageRecord
-from jupyter_avml.data.urls import resolve_image_url
+from jupyter_avml.data.urls import DownloadLimits, DownloadSession, resolve_image_url
 from jupyter_avml.errors import DataError
 from jupyter_avml.tasks import ImageTask
 
@@ -65,10 +74,16 @@ class ValidationReport:
     rows: int
     duplicates_dropped: int = 0
     images_checked: int | None = None  # None: images were not checked
+    warnings: list[Problem] = field(default_factory=list)  # legal but probably unintended (they do not fail)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def file_problems(self) -> list[Problem]:
+        """Problems of the file as a whole (line 0): skipping rows cannot fix them."""
+        return [p for p in self.problems if p.line == 0]
 
     def class_counts(self) -> dict[str, tuple[int, int]]:
         """``class -> (objects, images)``; for classification both numbers are the images with the class."""
@@ -110,8 +125,11 @@ class ValidationReport:
         return "\n".join(lines)
 
     def format(self, max_problems: int = 50) -> str:
-        """The summary, then the first ``max_problems`` problems one per line, then ``... and K more``."""
+        """The summary, the warnings, then the first ``max_problems`` problems one per line, then ``... and K more``."""
         parts = [self.summary()]
+        if self.warnings:
+            parts.append(f"{_count(len(self.warnings), 'warning')}:")
+            parts.extend(str(w) for w in self.warnings)
         if not self.problems:
             parts.append("OK: no problems found")
             return "\n".join(parts)
@@ -142,24 +160,9 @@ def _label_key(record: ImageRecord):
     return frozenset(label)
 
 
-def _class_fields(record: ImageRecord, task: ImageTask) -> list[tuple[str, str]]:
-    if task is ImageTask.IMAGE_CLASSIFICATION:
-        return [("label", record.label)]
-    if task is ImageTask.IMAGE_CLASSIFICATION_MULTILABEL:
-        return [(f"label[{i}]", name) for i, name in enumerate(record.label)]
-    return [(f"label[{i}].label", obj.label) for i, obj in enumerate(record.label)]
-
-
 def _strip_url(message: str, url: str) -> str:
     prefix = f"{url}: "
     return message[len(prefix):] if message.startswith(prefix) else message
-
-
-def _open_source(path: Path) -> None:
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, not a JSONL file")
 
 
 def _parse_file(path: Path, task: ImageTask, problems: list[Problem], bad_text: dict[int, str]
@@ -168,16 +171,20 @@ def _parse_file(path: Path, task: ImageTask, problems: list[Problem], bad_text: 
     source = str(path)
     records: list[ImageRecord] = []
     rows = 0
-    # raw_decode skips json.loads' wrapper frames; lines are stripped, so only trailing data needs a check.
-    decode = json.JSONDecoder().raw_decode
-    for line, text, encoding_error in iter_jsonl_checked(path):
+    # The decoder's scanner is what json.loads calls, without its two Python-level wrapper frames; lines are
+    # stripped, so only trailing data needs a check.
+    scan = json.JSONDecoder().scan_once
+    for line, text, line_error in iter_jsonl_checked(path):
         rows += 1
-        if encoding_error:
-            problems.append(Problem(source, line, "row", encoding_error, text))
+        if line_error:
+            problems.append(Problem(source, line, "row", line_error, text))
             bad_text[line] = text
             continue
         try:
-            obj, end = decode(text)
+            try:
+                obj, end = scan(text, 0)
+            except StopIteration as stop:  # how the scanner says "no JSON value here" (as json.loads reports it)
+                raise json.JSONDecodeError("Expecting value", text, stop.value) from None
             if end != len(text):
                 raise json.JSONDecodeError("Extra data", text, end)
         except json.JSONDecodeError as exc:
@@ -199,17 +206,17 @@ def _parse_file(path: Path, task: ImageTask, problems: list[Problem], bad_text: 
 def classes_of(path: str | os.PathLike, task: ImageTask | str) -> list[str]:
     """The sorted class names of the valid rows of ``path`` (parsing only: no URL resolution, no images)."""
     path = Path(path)
-    _open_source(path)
+    check_data_file(path)
     task = ImageTask.parse(task)
-    with _gc_paused():
-        records, _ = _parse_file(path, task, [], {})
+    records, _ = _parse_file(path, task, [], {})
     return _classes(records, task)
 
 
 def validate_jsonl(path: str | os.PathLike, task: ImageTask | str, *, check_images: bool = True,
                    prefix_map: Mapping[str, str | os.PathLike] | None = None,
                    cache_dir: str | os.PathLike | None = None,
-                   known_classes: Iterable[str] | None = None) -> ValidationReport:
+                   known_classes: Iterable[str] | None = None,
+                   download_limits: DownloadLimits | None = None) -> ValidationReport:
     """Check every row of a JSONL file for ``task`` and collect all problems.
 
     Parameters
@@ -223,37 +230,69 @@ def validate_jsonl(path: str | os.PathLike, task: ImageTask | str, *, check_imag
     cache_dir : where remote images are cached (default: the workspace's ``cache`` folder, created only when
         a download happens).
     known_classes : the classes of the training data; rows of a validation file naming other classes are
-        problems.
+        problems. Without it the file is taken as training data and its class count is checked.
+    download_limits : bounds of the downloads of remote images (``urls.DownloadLimits``; its defaults when
+        None): per read, per download, size, all downloads together, failures per host.
 
     Raises
     ------
     DataError
-        when ``path`` itself cannot be read (missing, a folder). Problems in its rows are in the report.
+        when ``path`` itself cannot be read (missing, a folder, not a regular file). Problems in its rows are
+        in the report.
     """
     task = ImageTask.parse(task)
     path = Path(path)
-    _open_source(path)
+    check_data_file(path)
     source = str(path)
+    not_jsonl = not_jsonl_reason(path)
+    if not_jsonl is not None:
+        return ValidationReport(task=task, source=path, records=[], rejected=[],
+                                problems=[Problem(source, 0, "file", not_jsonl)], classes=[], rows=0)
     problems: list[Problem] = []
     bad_text: dict[int, str] = {}
     late: set[int] = set()  # lines rejected after parsing (their text is read again at the end)
 
-    with _gc_paused():
-        candidates, rows = _parse_file(path, task, problems, bad_text)
-        candidates, duplicates = _check_rows(candidates, task, source, known_classes, problems, late)
-        candidates = _resolve_paths(candidates, path, prefix_map, cache_dir, problems, late)
+    candidates, rows = _parse_file(path, task, problems, bad_text)
+    candidates, duplicates = _check_rows(candidates, task, source, known_classes, problems, late)
+    candidates, classes = _check_spellings(candidates, task, source, problems, late)
+    spelled = len(candidates)
+    candidates = _resolve_paths(candidates, path, prefix_map, cache_dir, problems, late,
+                                DownloadSession(download_limits))
 
     images_checked = None
     if check_images:
         candidates, images_checked = _check_images(candidates, problems, late)
 
+    if len(candidates) != spelled:  # rows were rejected since the classes were listed
+        classes = _classes(candidates, task)
+    warnings: list[Problem] = []
+    if known_classes is None:
+        count_problems, warnings = class_count_problems(classes, candidates, task, source)
+        problems.extend(count_problems)
     problems.sort(key=lambda p: p.line)
     rejected = _rejected_rows(path, problems, bad_text, late)
     if rows == 0:
         problems.insert(0, Problem(source, 0, "file", "no rows (the file is empty)"))
     return ValidationReport(task=task, source=path, records=candidates, rejected=rejected, problems=problems,
-                            classes=_classes(candidates, task), rows=rows, duplicates_dropped=duplicates,
-                            images_checked=images_checked)
+                            classes=classes, rows=rows, duplicates_dropped=duplicates,
+                            images_checked=images_checked, warnings=warnings)
+
+
+def _check_spellings(candidates: list[ImageRecord], task: ImageTask, source: str, problems: list[Problem],
+                     late: set[int]) -> tuple[list[ImageRecord], list[str]]:
+    """Reject the rows that use a less common spelling of a class (``labels.near_duplicate_problems``).
+
+    Returns the rows kept and their classes.
+    """
+    classes = _classes(candidates, task)
+    found = near_duplicate_problems(candidates, classes, task, source)
+    if not found:
+        return candidates, classes
+    problems.extend(found)
+    bad = {p.line for p in found}
+    late.update(bad)
+    kept = [r for r in candidates if r.line not in bad]
+    return kept, _classes(kept, task)
 
 
 def _classes(records: list[ImageRecord], task: ImageTask) -> list[str]:
@@ -267,23 +306,6 @@ def _classes(records: list[ImageRecord], task: ImageTask) -> list[str]:
     return sorted(names)
 
 
-@contextmanager
-def _gc_paused():
-    """Pause the cyclic garbage collector while parsing.
-
-    Parsing allocates hundreds of thousands of small acyclic objects (JSON dicts, records, boxes); each
-    allocation burst triggers collections of the whole growing heap that find nothing (measured: about a third
-    of the parse time). Reference counting still frees everything as usual.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def _check_rows(candidates: list[ImageRecord], task: ImageTask, source: str, known_classes,
                 problems: list[Problem], late: set[int]) -> tuple[list[ImageRecord], int]:
     """Classes unknown to training, then duplicates of ``image_url``."""
@@ -293,11 +315,11 @@ def _check_rows(candidates: list[ImageRecord], task: ImageTask, source: str, kno
         listing = ", ".join(shown[:20]) + (", ..." if len(shown) > 20 else "")
         kept = []
         for record in candidates:
-            unknown = [(f, n) for f, n in _class_fields(record, task) if n not in known]
+            unknown = [(f, n) for f, n in class_fields(record, task) if n not in known]
             for field_name, name in unknown:
-                problems.append(Problem(source, record.line, field_name,
-                                        f"class not in the training data (known: {listing}){suggest(name, shown)}",
-                                        name))
+                message = known_class_hint(name, known) or \
+                    f"class not in the training data (known: {listing}){suggest(name, shown)}"
+                problems.append(Problem(source, record.line, field_name, message, name))
             if unknown:
                 late.add(record.line)
             else:
@@ -327,53 +349,20 @@ def _check_rows(candidates: list[ImageRecord], task: ImageTask, source: str, kno
     return kept, duplicates
 
 
-def _check_fast_child():
-    """``Path._make_child_relpath`` when it behaves as ``parent / name`` here, else None.
-
-    Joining a Path costs microseconds in pathlib (the argument is parsed and the parts rebuilt), which is a fifth
-    of the whole validation of a plain row. CPython's pathlib has had this private helper for one ready-made
-    component (3.8 to 3.12) at a quarter of the cost; it is used only when present and when it gives exactly
-    what ``/`` gives on this Python, so a change in pathlib costs speed, never correctness.
-    """
-    helper = getattr(Path, "_make_child_relpath", None)
-    if helper is None:
-        return None
-    try:
-        for parent, name in ((Path("/a/b"), "c.jpg"), (Path("rel"), "x y.png"), (Path("/"), "z.jpg")):
-            made = helper(parent, name)
-            if type(made) is not type(parent / name) or made != parent / name or str(made) != str(parent / name) \
-                    or made.parts != (parent / name).parts:
-                return None
-    except Exception:
-        return None
-    return helper
-
-
-_fast_child = _check_fast_child()
-_SPECIAL_NAMES = frozenset({"", ".", ".."})  # pathlib normalises these: join them the ordinary way
-
-
 def _resolve_paths(records: list[ImageRecord], path: Path, prefix_map, cache_dir, problems: list[Problem],
-                   late: set[int]) -> list[ImageRecord]:
+                   late: set[int], session: DownloadSession) -> list[ImageRecord]:
     source = str(path)
     base = path.absolute().parent
     kept: list[ImageRecord] = []
     remote: dict[str, list[ImageRecord]] = {}
-    folders: dict[str, Path] = {"": base}
-    child = _fast_child
+    # Joined as text: Path(base_text + url) == base / url for a relative url, and ImageRecord builds the Path
+    # when it is first read (see ImageRecord.path).
+    base_text = str(base) if str(base).endswith(os.sep) else str(base) + os.sep
     for record in records:
         url = record.image_url
         if not prefix_map and ":" not in url and url[0] not in "/~\\":
-            # The common case, a plain relative path: no URL parsing, no stat, and each folder's Path is built
-            # once; only the file name is joined per row.
-            folder, _, name = url.rpartition("/")
-            parent = folders.get(folder)
-            if parent is None:
-                parent = folders[folder] = base / folder
-            if child is not None and name not in _SPECIAL_NAMES:
-                record.path = child(parent, name)
-            else:
-                record.path = parent / name
+            # The common case, a plain relative path: no URL parsing, no stat, no Path per row.
+            record.path = base_text + url
             kept.append(record)
             continue
         if not prefix_map or not any(url.startswith(p) for p in prefix_map):
@@ -396,14 +385,14 @@ def _resolve_paths(records: list[ImageRecord], path: Path, prefix_map, cache_dir
 
         def fetch(url: str):
             try:
-                return resolve_image_url(url, base, None, cache_dir), None
+                return resolve_image_url(url, base, None, cache_dir, session=session), None
             except (DataError, ValueError) as exc:
                 return None, _strip_url(str(exc), url)
 
         urls = list(remote)
         with ThreadPoolExecutor(_workers()) as pool:
             results = list(pool.map(fetch, urls))
-        for url, (local, error) in zip(urls, results):
+        for url, (local, error) in zip(urls, results, strict=True):
             for record in remote[url]:
                 if error is None:
                     record.path = local
@@ -420,7 +409,7 @@ def _check_images(records: list[ImageRecord], problems: list[Problem], late: set
     paths = list(dict.fromkeys(r.path for r in records))
     if len(paths) > 1:
         with ThreadPoolExecutor(_workers()) as pool:
-            results = dict(zip(paths, pool.map(inspect_image, paths)))
+            results = dict(zip(paths, pool.map(inspect_image, paths), strict=True))
     else:
         results = {p: inspect_image(p) for p in paths}
     kept = []
@@ -467,7 +456,8 @@ def _rejected_rows(path: Path, problems: list[Problem], bad_text: dict[int, str]
 def read_dataset(path: str | os.PathLike, task: ImageTask | str, *, skip_invalid: bool = False,
                  check_images: bool = True, prefix_map: Mapping[str, str | os.PathLike] | None = None,
                  cache_dir: str | os.PathLike | None = None, known_classes: Iterable[str] | None = None,
-                 rejected_out: str | os.PathLike | None = None) -> ImageDataset:
+                 rejected_out: str | os.PathLike | None = None,
+                 download_limits: DownloadLimits | None = None) -> ImageDataset:
     """Validate ``path`` and return its rows as an ``ImageDataset`` (paths resolved).
 
     Raises
@@ -476,11 +466,12 @@ def read_dataset(path: str | os.PathLike, task: ImageTask | str, *, skip_invalid
         when a problem was found and ``skip_invalid`` is false; its message is ``report.format()`` and its
         ``problems`` the ``Problem`` objects. With ``skip_invalid`` the valid rows are returned, and the
         rejected rows are written to ``rejected_out`` (when given) as JSONL:
-        ``{"line": N, "text": "...", "problems": ["FILE:LINE: field: message (value)", ...]}``.
+        ``{"line": N, "text": "...", "problems": ["FILE:LINE: field: message (value)", ...]}``; problems of
+        the whole file (``report.file_problems``: empty, not JSON Lines, one class) still raise.
     """
     report = validate_jsonl(path, task, check_images=check_images, prefix_map=prefix_map, cache_dir=cache_dir,
-                            known_classes=known_classes)
-    if not report.ok and not skip_invalid:
+                            known_classes=known_classes, download_limits=download_limits)
+    if (not report.ok and not skip_invalid) or report.file_problems:
         raise DataError(report.format(), report.problems)
     if rejected_out is not None:
         write_rejected(report.rejected, rejected_out)

@@ -40,9 +40,9 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from jupyter_avml.data.records import ImageRecord, ObjectLabel
 from jupyter_avml.errors import DataError

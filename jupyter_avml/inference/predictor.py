@@ -122,7 +122,7 @@ class Predictor(ABC):
 
 
 def as_rgb_image(item: Any):
-    """(PIL RGB image, filename or None) from a path, bytes, a PIL image or an HxWx3 uint8 array."""
+    """(PIL RGB image, filename or None) from a path, bytes, a PIL image or an array (``image_from_array``)."""
     from PIL import Image
 
     from jupyter_avml.data.images import load_image
@@ -134,13 +134,8 @@ def as_rgb_image(item: Any):
     if isinstance(item, Image.Image):
         return (item if item.mode == "RGB" else item.convert("RGB")), getattr(item, "filename", None) or None
     if hasattr(item, "shape") and hasattr(item, "dtype"):
-        import numpy as np
+        from jupyter_avml.data.images import image_from_array  # floats in [0, 1] scaled, never cast to black
 
-        array = np.asarray(item)
-        if array.ndim == 2:
-            array = np.stack([array] * 3, axis=-1)
-        if array.ndim != 3 or array.shape[2] not in (3, 4):
-            raise ConfigError(f"an image array must be HxWx3, got shape {array.shape}", field="images")
-        return Image.fromarray(array[..., :3].astype(np.uint8), "RGB"), None
+        return image_from_array(item), None
     raise ConfigError(f"cannot read an image from {type(item).__name__}", field="images", value=type(item).__name__)
 

@@ -51,6 +51,8 @@ def load_run_data(config: AutoMLImageConfig, workspace: Workspace) -> RunData:
     def read(path: Path, known_classes=None):
         report = validate_jsonl(path, task, prefix_map=config.image_url_prefix_map, cache_dir=workspace.cache_dir,
                                 known_classes=known_classes)
+        if report.file_problems:  # the file as a whole (not JSON Lines, one class): skipping rows cannot help
+            raise DataError(report.format(), report.problems)
         if not report.ok and not config.skip_invalid:
             raise DataError(report.format() + "\n(set skip_invalid: 1 to train on the valid rows only)",
                             report.problems)

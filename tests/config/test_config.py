@@ -160,3 +160,30 @@ def test_yaml_paths_are_relative_to_the_file_and_round_trip(tmp_path):
     again = AutoMLImageConfig.from_yaml(saved)
     assert again.to_dict() == config.to_dict()
     assert pickle.loads(pickle.dumps(config)).to_dict() == config.to_dict()
+
+
+def test_every_size_and_batch_setting_is_bounded():
+    from jupyter_avml.config.params import MAX_BATCH_SIZE, MAX_IMAGE_SIDE, PARAMS
+
+    sizes = ("train_crop_size", "valid_crop_size", "valid_resize_size", "min_size", "max_size", "img_size")
+    assert {k: (PARAMS[k].low, PARAMS[k].high) for k in sizes} == {k: (1, MAX_IMAGE_SIDE) for k in sizes}
+    batches = ("training_batch_size", "validation_batch_size")
+    assert {k: (PARAMS[k].low, PARAMS[k].high) for k in batches} == {k: (1, MAX_BATCH_SIZE) for k in batches}
+    assert PARAMS["num_workers"].high == 64
+    assert parse_tile_grid("16x16") == (16, 16)
+    with pytest.raises(ConfigError, match=r"two integers in \[1, 16\]"):
+        parse_tile_grid((17, 1))
+
+
+def test_the_largest_bounded_values_that_fit_in_memory_are_accepted():
+    config = AutoMLImageConfig(task=MC, training_data="a.jsonl", model_name="resnet18", training_batch_size=64,
+                               train_crop_size=4096, valid_crop_size=4096, validation_batch_size=64)
+    assert config.train_crop_size == 4096
+
+
+def test_yolo_multi_scale_counts_in_the_memory_estimate():
+    settings = dict(task="image-object-detection", training_data="a.jsonl", model_name="yolov5", img_size=4096,
+                    training_batch_size=64)
+    AutoMLImageConfig(**settings)  # 64 x 3 x 4096^2 x 4 B = 12 GiB
+    with pytest.raises(ConfigError, match="27.0 GiB of input per batch"):
+        AutoMLImageConfig(**settings, multi_scale=1)  # at +50%: 27 GiB

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from jupyter_avml.data.images import check_image, image_size, inspect_image, load_image
+from jupyter_avml.data.images import check_image, image_from_array, image_size, inspect_image, load_image
 from jupyter_avml.errors import DataError
 
 
@@ -225,3 +225,33 @@ def test_load_image_errors_name_the_file(tmp_path):
         load_image(cut)
     with pytest.raises(DataError, match=r"nothere\.png: file not found"):
         image_size(tmp_path / "nothere.png")
+
+
+@pytest.mark.parametrize("fmt, ext", [("GIF", "gif"), ("WEBP", "webp"), ("PPM", "ppm")])
+def test_formats_outside_the_spec_are_refused_by_validation_but_decoded(tmp_path, fmt, ext):
+    path = _save(tmp_path, Image.new("RGB", (4, 3), (0, 0, 255)), f"x.{ext}", format=fmt)
+    reason, size = inspect_image(path)
+    assert reason == (f"{fmt} images are not one of the spec's formats (jpg, jpeg, png, jpe, jfif, bmp, tif, tiff); "
+                      f"convert it, e.g. to PNG") and size is None
+    assert load_image(path).size == (4, 3)  # inference still reads it
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "BMP", "TIFF"])
+def test_spec_formats_pass(tmp_path, fmt):
+    path = _save(tmp_path, Image.new("RGB", (4, 3)), f"x.{fmt.lower()}", format=fmt)
+    assert inspect_image(path) == (None, (4, 3))
+
+
+def test_image_from_array_integer_and_alpha():
+    data = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    assert np.array_equal(_pixels(image_from_array(data)), data)
+    assert _pixels(image_from_array(np.array([[True, False]])))[0].tolist() == [[255] * 3, [0] * 3]
+    assert _pixels(image_from_array(np.array([[300, 65535]], dtype=np.int32)))[0].tolist() == [[1] * 3, [255] * 3]
+    rgba = np.zeros((1, 2, 4), dtype=np.uint8)
+    rgba[0, 0] = (10, 20, 30, 255)  # opaque, then fully transparent: white, as load_image does
+    assert _pixels(image_from_array(rgba))[0].tolist() == [[10, 20, 30], [255, 255, 255]]
+    assert _pixels(image_from_array(np.full((2, 2, 1), 7, dtype=np.uint8)))[0, 0].tolist() == [7, 7, 7]
+    with pytest.raises(DataError, match=r"values in \[-5, 3\]"):
+        image_from_array(np.array([[-5, 3]], dtype=np.int16))
+    with pytest.raises(DataError, match="must hold numbers"):
+        image_from_array(np.array([["a", "b"]]))

@@ -7,8 +7,14 @@ import pytest
 from pycocotools import mask as mask_utils
 from scipy import ndimage
 
-from jupyter_avml.data.masks import (denormalize_polygons, mask_to_polygons, normalize_polygons, polygon_area,
-                                     polygons_to_mask, rle_to_mask)
+from jupyter_avml.data.masks import (
+    denormalize_polygons,
+    mask_to_polygons,
+    normalize_polygons,
+    polygon_area,
+    polygons_to_mask,
+    rle_to_mask,
+)
 
 
 def _shapes() -> dict[str, np.ndarray]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from jupyter_avml.data.urls import HttpImageCache, UnresolvableURL, resolve_image_url
+from jupyter_avml.data.urls import DownloadLimits, HttpImageCache, UnresolvableURL, resolve_image_url
 from jupyter_avml.data.validate import validate_jsonl
 from jupyter_avml.errors import DataError
 
@@ -61,7 +61,8 @@ def test_paths_in_a_jsonl_file(tmp_path):
     urls = ["top.png", "sub/deeper/x.png", "./sub/deeper/x.png", "../parent.png", str(elsewhere / "abs.png"),
             f"file://{elsewhere}/with%20space.png", "missing/nope.png"]
     jsonl = data / "d.jsonl"
-    jsonl.write_text("".join(json.dumps({"image_url": u, "label": "a"}) + "\n" for u in urls))
+    # two classes: image-classification training data of one class is a problem of its own
+    jsonl.write_text("".join(json.dumps({"image_url": u, "label": "ab"[i % 2]}) + "\n" for i, u in enumerate(urls)))
     report = validate_jsonl(jsonl, "image-classification", check_images=False)
     assert [r.path for r in report.records] == [
         data / "top.png", data / "sub" / "deeper" / "x.png", data / "sub" / "deeper" / "x.png",
@@ -82,7 +83,11 @@ def test_unmapped_scheme_is_a_clear_error(tmp_path):
 
 def test_unmapped_scheme_in_validation(tmp_path):
     jsonl = tmp_path / "d.jsonl"
-    jsonl.write_text(json.dumps({"image_url": "AmlDatastore://image_data/a.png", "label": "cat"}) + "\n")
+    Image.new("RGB", (8, 8)).save(tmp_path / "local.png")
+    # the local rows give the file two classes (one class would be a problem of its own)
+    jsonl.write_text(json.dumps({"image_url": "AmlDatastore://image_data/a.png", "label": "cat"}) + "\n"
+                     + json.dumps({"image_url": "local.png", "label": "dog"}) + "\n"
+                     + json.dumps({"image_url": "./local.png", "label": "cat"}) + "\n")
     report = validate_jsonl(jsonl, "image-classification", check_images=False)
     [problem] = report.problems
     assert (problem.line, problem.field, problem.value) == (1, "image_url", "AmlDatastore://image_data/a.png")
@@ -178,7 +183,7 @@ def test_http_in_validation(tmp_path, server):
     srv, _ = server
     rows = [{"image_url": srv.url + "/red.png", "image_details": {"width": 16, "height": 12}, "label": "red"},
             {"image_url": srv.url + "/missing.png", "label": "red"},
-            {"image_url": srv.url + "/copy.png", "label": "red"}]
+            {"image_url": srv.url + "/copy.png", "label": "copy"}]  # two classes: one would be a problem
     jsonl = tmp_path / "web.jsonl"
     jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cache = tmp_path / "cache"
@@ -196,7 +201,49 @@ def test_http_in_validation(tmp_path, server):
 def test_http_default_cache_is_the_workspace(tmp_path, server, workspace):
     srv, _ = server
     jsonl = tmp_path / "web.jsonl"
-    jsonl.write_text(json.dumps({"image_url": srv.url + "/red.png", "label": "red"}) + "\n")
+    jsonl.write_text(json.dumps({"image_url": srv.url + "/red.png", "label": "red"}) + "\n"
+                     + json.dumps({"image_url": srv.url + "/copy.png", "label": "copy"}) + "\n")  # two classes
     report = validate_jsonl(jsonl, "image-classification")
     assert report.ok, report.format()
     assert report.records[0].path.parent == workspace / "cache" / "images"
+
+
+@pytest.mark.parametrize("field", ["read_timeout_s", "deadline_s", "max_bytes", "total_deadline_s",
+                                   "max_host_failures"])
+def test_download_limits_must_be_positive(field):
+    with pytest.raises(ValueError, match=f"DownloadLimits.{field} must be a positive number"):
+        DownloadLimits(**{field: 0})
+
+
+def test_download_limits_apply_to_one_url(tmp_path, server):
+    srv, served = server
+    size = (served / "red.png").stat().st_size
+    with pytest.raises(DataError, match=f"the server announces {size:,} bytes, more than the limit of 10 "):
+        resolve_image_url(srv.url + "/red.png", cache_dir=tmp_path / "cache",
+                          download_limits=DownloadLimits(max_bytes=10))
+    assert resolve_image_url(srv.url + "/red.png", cache_dir=tmp_path / "cache",
+                             download_limits=DownloadLimits(max_bytes=size)).stat().st_size == size
+
+
+def test_cache_that_cannot_be_written_is_a_data_error(tmp_path, server):
+    srv, _ = server
+    (tmp_path / "cache").write_text("a file")
+    with pytest.raises(DataError, match=r"/red\.png: cannot write the download cache"):
+        resolve_image_url(srv.url + "/red.png", cache_dir=tmp_path / "cache")
+
+
+def test_leftovers_of_killed_downloads_are_swept(tmp_path, server):
+    import os
+    import time
+
+    srv, _ = server
+    downloads = tmp_path / "cache" / "downloads"
+    downloads.mkdir(parents=True)
+    stale, fresh = downloads / ".abc.123.tmp", downloads / ".def.456.tmp"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"in progress elsewhere")
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    HttpImageCache._cleaned.discard(downloads)
+    resolve_image_url(srv.url + "/red.png", cache_dir=tmp_path / "cache")
+    assert sorted(p.name for p in downloads.iterdir()) == [fresh.name]

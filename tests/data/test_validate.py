@@ -184,8 +184,11 @@ def test_empty_and_missing_files(tmp_path):
 
 def test_not_utf8_is_reported(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "b.png")
     path = tmp_path / "latin.jsonl"
-    path.write_bytes(b'{"image_url": "a.png", "label": "caf\xe9"}\n{"image_url": "a.png", "label": "ok"}\n')
+    # the third row gives the valid rows two classes (one class would be a problem of its own)
+    path.write_bytes(b'{"image_url": "a.png", "label": "caf\xe9"}\n{"image_url": "a.png", "label": "ok"}\n'
+                     b'{"image_url": "b.png", "label": "fine"}\n')
     report = validate_jsonl(path, "image-classification")
     assert [(p.line, p.field) for p in report.problems] == [(1, "row")]
     assert "not UTF-8" in report.problems[0].message

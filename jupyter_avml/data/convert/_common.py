@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import math
 import os
+import stat
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 from jupyter_avml.data.records import ImageRecord, Polygon
 from jupyter_avml.errors import DataError
@@ -92,11 +93,20 @@ def require_dir(path: str | os.PathLike, what: str) -> Path:
 
 
 def require_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` when it is a regular file; else a ``DataError`` naming it (a device or a pipe would never end)."""
     path = Path(path).expanduser()
-    if not path.exists():
-        raise DataError(f"{path}: {what} not found")
-    if not path.is_file():
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise DataError(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
         raise DataError(f"{path}: {what} must be a file, this is a folder")
+    if not stat.S_ISREG(mode):
+        from jupyter_avml.config.loader import describe_file_kind
+
+        raise DataError(f"{path}: {what} must be a regular file, this is {describe_file_kind(mode)}")
     return path
 
 

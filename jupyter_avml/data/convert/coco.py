@@ -22,8 +22,17 @@ import json
 import os
 from pathlib import Path
 
-from jupyter_avml.data.convert._common import (Converted, Skip, check_aspect, make_record, probe_image,
-                                               require_dir, require_file, to_fraction_box, to_fraction_polygon)
+from jupyter_avml.data.convert._common import (
+    Converted,
+    Skip,
+    check_aspect,
+    make_record,
+    probe_image,
+    require_dir,
+    require_file,
+    to_fraction_box,
+    to_fraction_polygon,
+)
 from jupyter_avml.data.records import ObjectLabel
 from jupyter_avml.errors import ConfigError, DataError
 from jupyter_avml.tasks import ImageTask
@@ -130,6 +139,8 @@ def _load(json_path: Path) -> dict:
         raise DataError(f"{json_path}:{exc.lineno}: not a JSON file: {exc.msg}") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{json_path}: not a JSON text file: {exc.reason}") from None
+    except RecursionError:  # the JSON parser recurses once per level
+        raise DataError(f"{json_path}: not a COCO annotation file: nested too deeply") from None
     if not isinstance(data, dict):
         raise DataError(f"{json_path}: not a COCO annotation file: expected a JSON object with images, "
                         f"annotations and categories, got a {type(data).__name__}")

@@ -23,8 +23,15 @@ import csv
 import os
 from pathlib import Path
 
-from jupyter_avml.data.convert._common import (Converted, Skip, image_format, make_record, probe_image,
-                                               require_dir, require_file)
+from jupyter_avml.data.convert._common import (
+    Converted,
+    Skip,
+    image_format,
+    make_record,
+    probe_image,
+    require_dir,
+    require_file,
+)
 from jupyter_avml.errors import DataError
 from jupyter_avml.tasks import ImageTask
 

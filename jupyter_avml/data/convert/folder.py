@@ -10,8 +10,16 @@ from __future__ import annotations
 
 import os
 
-from jupyter_avml.data.convert._common import (IMAGE_FORMATS, Converted, Skip, image_format, make_record,
-                                               probe_image, require_dir, show)
+from jupyter_avml.data.convert._common import (
+    IMAGE_FORMATS,
+    Converted,
+    Skip,
+    image_format,
+    make_record,
+    probe_image,
+    require_dir,
+    show,
+)
 from jupyter_avml.errors import DataError
 from jupyter_avml.tasks import ImageTask
 

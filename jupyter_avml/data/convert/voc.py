@@ -38,9 +38,19 @@ from pathlib import Path
 
 import numpy as np
 
-from jupyter_avml.data.convert._common import (Converted, ImageIndex, Skip, check_aspect, find_child_dir,
-                                               make_record, probe_image, require_dir, show, to_fraction_box,
-                                               to_fraction_polygon)
+from jupyter_avml.data.convert._common import (
+    Converted,
+    ImageIndex,
+    Skip,
+    check_aspect,
+    find_child_dir,
+    make_record,
+    probe_image,
+    require_dir,
+    show,
+    to_fraction_box,
+    to_fraction_polygon,
+)
 from jupyter_avml.data.records import ObjectLabel
 from jupyter_avml.errors import ConfigError, DataError
 from jupyter_avml.tasks import ImageTask

@@ -28,8 +28,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from jupyter_avml.data.convert._common import (Converted, Skip, image_format, make_record, probe_image, show,
-                                               to_fraction_box, to_fraction_polygon)
+from jupyter_avml.data.convert._common import (
+    Converted,
+    Skip,
+    image_format,
+    make_record,
+    probe_image,
+    show,
+    to_fraction_box,
+    to_fraction_polygon,
+)
 from jupyter_avml.data.records import ObjectLabel
 from jupyter_avml.errors import ConfigError, DataError
 from jupyter_avml.tasks import ImageTask
@@ -69,16 +77,13 @@ def from_yolo(data_yaml_or_dir: str | os.PathLike, *, split: str = "train",
 
 
 def _from_yaml(yaml_file: Path, split: str) -> tuple[dict[int, str], list[Path], Path]:
-    import yaml
+    from jupyter_avml.config.loader import load_config_value, read_config_text
 
-    try:
-        data = yaml.safe_load(yaml_file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise DataError(f"{yaml_file}{line}: not a YAML file: {getattr(exc, 'problem', None) or exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{yaml_file}: cannot read it: {exc}") from None
+    try:  # the configuration loader's guards: regular file, size, UTF-8, nesting, duplicate keys, aliases
+        data = load_config_value(read_config_text(yaml_file, what="YOLO data.yaml"), str(yaml_file))
+    except ConfigError as exc:
+        line = f":{exc.line}" if exc.line else ""
+        raise DataError(f"{yaml_file}{line}: not a YAML file: {exc.message}") from None
     if not isinstance(data, dict):
         raise DataError(f"{yaml_file}: not a YOLO data.yaml: expected a mapping with names and {split}")
     names = _names(data.get("names"), yaml_file)

@@ -10,8 +10,14 @@ import shutil
 import pytest
 
 from jupyter_avml.cli import datasets as datasets_cli
-from jupyter_avml.data.registry import (dataset_from_reference, get_dataset, list_datasets, register_dataset,
-                                        register_dataset_ex, resolve_dataset_reference)
+from jupyter_avml.data.dataset_registry import (
+    dataset_from_reference,
+    get_dataset,
+    list_datasets,
+    register_dataset,
+    register_dataset_ex,
+    resolve_dataset_reference,
+)
 from jupyter_avml.data.shapes import make_shapes
 from jupyter_avml.data.summary import summarize
 from jupyter_avml.data.validate import read_dataset
