@@ -26,9 +26,9 @@ _LAZY = {
     "read_dataset": "jupyter_avml.data.validate",
     "convert": "jupyter_avml.data.convert",
     "make_shapes": "jupyter_avml.data.shapes",
-    "register_dataset": "jupyter_avml.data.registry",
-    "get_dataset": "jupyter_avml.data.registry",
-    "list_datasets": "jupyter_avml.data.registry",
+    "register_dataset": "jupyter_avml.data.dataset_registry",
+    "get_dataset": "jupyter_avml.data.dataset_registry",
+    "list_datasets": "jupyter_avml.data.dataset_registry",
 }
 
 __all__ = sorted(_LAZY) + ["__version__", "load_ipython_extension", "unload_ipython_extension"]

@@ -35,7 +35,7 @@ def run_demo(workspace: str | Path | Workspace | None = None, *, detection: bool
     result.update(data)
 
     echo("\n== 2. dataset registry")
-    from jupyter_avml.data.registry import register_dataset
+    from jupyter_avml.data.dataset_registry import register_dataset
     from jupyter_avml.data.summary import summarize
     from jupyter_avml.data.validate import read_dataset
 

@@ -33,7 +33,7 @@ def make_shapes_verb(args, door=None) -> tuple[Path, str]:
 
 def register_verb(args, door=None):
     """Register ``args.path`` as the next version of ``args.name``; returns (DatasetVersion, created)."""
-    from jupyter_avml.data.registry import register_dataset_ex
+    from jupyter_avml.data.dataset_registry import register_dataset_ex
 
     return register_dataset_ex(args.name, args.path, task=args.task, workspace=Workspace.resolve(args.workspace),
                                description=args.description, prefix_map=_prefix_map(args.prefix_map))
@@ -51,7 +51,7 @@ def show_registered(result, args, door) -> None:
 
 
 def list_verb(args, door=None):
-    from jupyter_avml.data.registry import list_datasets
+    from jupyter_avml.data.dataset_registry import list_datasets
 
     ws = Workspace.resolve(args.workspace)
     return ws, list_datasets(ws)
@@ -74,7 +74,7 @@ def show_list(result, args, door) -> None:
 
 
 def show_verb(args, door=None):
-    from jupyter_avml.data.registry import get_dataset
+    from jupyter_avml.data.dataset_registry import get_dataset
 
     return get_dataset(args.name, args.version, workspace=Workspace.resolve(args.workspace), verify=args.verify)
 

@@ -200,7 +200,7 @@ class DryRun:
 
 def _data_path(value: str, workspace):
     """A data setting's file: a path, or ``dataset:NAME[:VERSION]`` of the workspace's dataset registry."""
-    from jupyter_avml.data.registry import is_dataset_reference, resolve_dataset_reference
+    from jupyter_avml.data.dataset_registry import is_dataset_reference, resolve_dataset_reference
 
     if is_dataset_reference(value):
         return resolve_dataset_reference(value, workspace=workspace)

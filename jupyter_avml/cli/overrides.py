@@ -28,19 +28,19 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     ConfigError
         When ``item`` is not ``KEY=VALUE`` or VALUE is not YAML (the message names the item).
     """
-    import yaml
+    from jupyter_avml.config.loader import echo_value, load_config_value
 
     key, sep, text = item.partition("=")
     key = key.strip()
     parts = key.split(".")
     if not sep or not key or any(not part for part in parts):
-        raise ConfigError(f"--set expects KEY=VALUE (e.g. --set number_of_epochs=2), got {item!r}")
+        raise ConfigError(f"--set expects KEY=VALUE (e.g. --set number_of_epochs=2), got {echo_value(item)}")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError as exc:
-        problem = str(exc).splitlines()[0]
-        raise ConfigError(f"--set {key}: the value {text!r} is not valid YAML ({problem})", field=key,
-                          value=text) from None
+        # The guards of every configuration file (size, depth, aliases, duplicate keys) apply here too.
+        value = load_config_value(text, source=f"--set {key}") if text.strip() else None
+    except ConfigError as exc:
+        raise ConfigError(f"--set {key}: the value {echo_value(text)} is not valid YAML ({exc.message})",
+                          field=key, value=text) from None
     if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(text.strip()):
         # YAML 1.1 (PyYAML) reads 1e-3 as a string (it wants 1.0e-3); on a command line it means a number.
         value = float(value)
