@@ -13,9 +13,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from jupyter_avml.dashboard._model import DashboardModel, Snapshot
 from jupyter_avml.sweep.state import ExperimentState, experiment_dir, read_state
@@ -135,11 +136,12 @@ class DashboardSource:
         if not state.finished and time.monotonic() - self._alive_checked >= self.alive_every:
             self._alive_checked = time.monotonic()
             if not self._alive():
+                from jupyter_avml.sweep.folder import ExperimentFolder
+                from jupyter_avml.sweep.status import observe
+
                 state = self.files.read_state() or state  # it may have finished between the two reads
-                if not state.finished:
-                    state.status = "interrupted"
-                    state.reason = (f"the driver of {state.name} is not running: the experiment was interrupted "
-                                    f"(resume it: %avml attach {state.name} --var h, then h.resume())")
+                # ``interrupted``, clocks stopped at the driver's last sign of life, and how to resume it.
+                state = observe(state, alive=False, last_seen=ExperimentFolder(self.files.folder).last_seen())
         for child in state.children:
             run_id = child.run_id
             if not run_id:

@@ -44,19 +44,20 @@ import copy
 import difflib
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from jupyter_avml.config.config import PATH_KEYS, AutoMLImageConfig
 from jupyter_avml.config.params import PARAMS, TASK_DEFAULTS, family_scopes
 from jupyter_avml.errors import ConfigError
+from jupyter_avml.sweep.config_text import load_yaml_nested, written_form, yaml_scalar
 from jupyter_avml.sweep.policies import EarlyTerminationPolicy, NoTerminationPolicy, make_policy
-from jupyter_avml.sweep.space import (
-    Choice, Distribution, LogNormal, LogUniform, Normal, QLogNormal, QLogUniform, QNormal, QUniform, RandInt,
-    SearchSpace, Uniform, choice, quantize)
+from jupyter_avml.sweep.preflight import search_range_problem
+from jupyter_avml.sweep.space import Choice, Distribution, SearchSpace, choice
 
-__all__ = ["ExperimentConfig", "parse_experiment", "read_experiment", "SWEEP_KEYS",
+__all__ = ["ExperimentConfig", "parse_experiment", "read_experiment", "load_yaml_nested", "SWEEP_KEYS",
            "DEFAULT_TIMEOUT_HOURS", "MAX_TIMEOUT_HOURS"]
 
 DEFAULT_TIMEOUT_HOURS = 168.0     # 7 days (spec section 8)
@@ -133,34 +134,6 @@ def read_experiment(path: str | os.PathLike) -> ExperimentConfig:
         raise ConfigError(f"cannot read experiment configuration: {exc.strerror}", source=str(path)) from None
     data, lines = load_yaml_nested(text, source=str(path))
     return parse_experiment(data, source=str(path), lines=lines, base_dir=path.resolve().parent)
-
-
-def load_yaml_nested(text: str, source: str | None = None) -> tuple[dict[str, Any], dict[str, int]]:
-    """Parse a YAML mapping; lines of every key by dotted path (``limits.max_trials``, ``search_space[1].x``)."""
-    import yaml
-
-    from jupyter_avml.config.yaml_lines import load_yaml_with_lines
-
-    data, lines = load_yaml_with_lines(text, source=source)
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
-    if node is not None:
-        _walk_lines(node, "", lines)
-    return data, lines
-
-
-def _walk_lines(node, prefix: str, out: dict[str, int]) -> None:
-    import yaml
-
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            path = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
-            out.setdefault(path, key_node.start_mark.line + 1)
-            _walk_lines(value_node, path, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            path = f"{prefix}[{index}]"
-            out.setdefault(path, item.start_mark.line + 1)
-            _walk_lines(item, path, out)
 
 
 def parse_experiment(data: Mapping[str, Any] | str | os.PathLike | ExperimentConfig, *,
@@ -310,7 +283,7 @@ class _Parser:
             name, eq, inline = item[2:].partition("=")
             name = self._argument_name(key, name, line_key)
             if eq:
-                out.append((name, _yaml_scalar(inline), line_key))
+                out.append((name, yaml_scalar(inline), line_key))
                 index += 1
                 continue
             if index + 1 >= len(items):
@@ -338,13 +311,13 @@ class _Parser:
             raise self.fail(exc.message, "task", fixed["task"]) from None
 
     def _sampling(self, sweep: dict) -> str:
-        from jupyter_avml.sweep.sampling import _sampling_name
+        from jupyter_avml.sweep.sampling import sampling_name
 
         if "sampling" not in sweep:
             return ""
         value, where = sweep["sampling"]
         try:
-            return _sampling_name(str(value))
+            return sampling_name(str(value))
         except ConfigError as exc:
             message = exc.message.replace("hyperparameter_sampling", where, 1)
             raise self.fail(message, where, value) from None
@@ -381,6 +354,11 @@ class _Parser:
                 if not PARAMS[key].hyperparameter and key not in ("model_name", "seed"):
                     raise self.fail(f"search_space: {key} is a machine or data setting, not a hyperparameter; "
                                     f"set it outside the search space", f"search_space.{key}", str(expr), line_key)
+                # A fixed value inside a sub-space is checked as the one value of a choice.
+                problem = None if key == "model_name" else search_range_problem(
+                    PARAMS[key], expr if isinstance(expr, Distribution) else Choice((expr,)))
+                if problem:
+                    raise self.fail(f"search_space: {key}: {problem}", f"search_space.{key}", str(expr), line_key)
             models = sub.get("model_name", fixed.get("model_name") or TASK_DEFAULTS[_task_enum(task)]["model_name"])
             names = models.values if isinstance(models, Choice) else (models,)
             if isinstance(models, Distribution) and not isinstance(models, Choice):
@@ -501,27 +479,7 @@ class _Parser:
 
     def _raw(self) -> dict[str, Any]:
         """The mapping as given, data paths absolute, expressions and policies as text/mappings."""
-        raw = _plain(self.data)
-        for key in PATH_KEYS:
-            value = raw.get(key)
-            if isinstance(value, str) and not value.startswith("dataset:"):
-                path = Path(value).expanduser()
-                raw[key] = str(path if path.is_absolute() else (self.base_dir / path).resolve())
-        for section in ("arguments", "training_parameters"):
-            value = raw.get(section)
-            if isinstance(value, dict):
-                for key in PATH_KEYS:
-                    for name in (key, f"--{key}"):
-                        if isinstance(value.get(name), str) and not value[name].startswith("dataset:"):
-                            path = Path(value[name]).expanduser()
-                            value[name] = str(path if path.is_absolute() else (self.base_dir / path).resolve())
-            elif isinstance(value, list):
-                for index in range(len(value) - 1):
-                    if value[index] in {f"--{k}" for k in PATH_KEYS} and isinstance(value[index + 1], str) \
-                            and not value[index + 1].startswith("dataset:"):
-                        path = Path(value[index + 1]).expanduser()
-                        value[index + 1] = str(path if path.is_absolute() else (self.base_dir / path).resolve())
-        return raw
+        return written_form(self.data, self.base_dir)
 
 
 def _task_enum(task: str):
@@ -530,52 +488,8 @@ def _task_enum(task: str):
     return ImageTask(task)
 
 
-def _yaml_scalar(text: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def _plain(value: Any) -> Any:
-    """YAML-able copy: distributions as expression text, policies as mappings, tuples as lists."""
-    if isinstance(value, Distribution):
-        return str(value)
-    if isinstance(value, EarlyTerminationPolicy):
-        return value.to_dict()
-    if isinstance(value, SearchSpace):
-        return _plain(value.to_config())
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return copy.deepcopy(value)
-
-
 def _representative(expr: Any) -> Any:
-    """A typical value of an expression: a choice's first value, the centre of a continuous range."""
-    if isinstance(expr, Choice):
-        return copy.deepcopy(expr.values[0])
-    if isinstance(expr, RandInt):
-        return 0
-    if isinstance(expr, QUniform):
-        return quantize((expr.low + expr.high) / 2, expr.q)
-    if isinstance(expr, Uniform):
-        return (expr.low + expr.high) / 2
-    if isinstance(expr, QLogUniform):
-        return quantize(math.exp((expr.low + expr.high) / 2), expr.q)
-    if isinstance(expr, LogUniform):
-        return math.exp((expr.low + expr.high) / 2)
-    if isinstance(expr, QNormal):
-        return quantize(expr.mu, expr.q)
-    if isinstance(expr, Normal):
-        return expr.mu
-    if isinstance(expr, QLogNormal):
-        return quantize(math.exp(expr.mu), expr.q)
-    if isinstance(expr, LogNormal):
-        return math.exp(expr.mu)
+    """A typical value of an expression (see ``Distribution.representative``); a fixed value as it is."""
+    if isinstance(expr, Distribution):
+        return expr.representative()
     return copy.deepcopy(expr)

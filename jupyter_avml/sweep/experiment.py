@@ -14,10 +14,16 @@
     best = handle.get_best_child()
     handle.register_model("shapes")   # -> 1
 
-``submit`` validates the configuration, writes ``experiments/<name>/experiment.yaml`` and an initial
-``state.json``, starts the driver (``driver.py``) as a detached process and returns at once: the sweep goes
-on if the notebook kernel restarts, and ``attach(name)`` finds it again. Every property of a handle reads the
-files (``state.py``), so any number of handles, in any process, see the same experiment.
+``submit`` validates the configuration and the data (``preflight.py``: what would fail in every child is
+refused before the first one), writes ``experiments/<name>/experiment.yaml`` and an initial ``state.json``,
+starts the driver (``driver.py``) as a detached process and returns at once: the sweep goes on if the
+notebook kernel restarts, and ``attach(name)`` finds it again. Every property of a handle reads the files
+(``folder.py``), so any number of handles, in any process, see the same experiment.
+
+What to show: ``handle.observed_state`` (``status.py``: ``interrupted`` with stopped clocks and a resume hint
+when the driver is gone); whether it produced anything: ``handle.succeeded`` (``ExperimentState.succeeded``).
+A damaged ``state.json`` raises ``DamagedStateError`` (an ``AvmlError``) naming the file and what can still
+be done; ``list_experiments`` lists such an experiment with the status ``damaged``.
 """
 
 from __future__ import annotations
@@ -25,23 +31,24 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
-import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from jupyter_avml.errors import AvmlError, ConfigError, NotFoundError
-from jupyter_avml.sweep.state import ExperimentState, experiment_dir, read_state, write_state
+from jupyter_avml.sweep.folder import DamagedStateError, ExperimentFolder, experiment_dir, tail_lines
+from jupyter_avml.sweep.launcher import start_driver
+from jupyter_avml.sweep.state import CHILD_WITH_MODEL, ExperimentState
+from jupyter_avml.sweep.status import damaged_placeholder, observe_folder, resume_hint
 from jupyter_avml.workspace import Workspace
 
 __all__ = ["Experiment", "ExperimentHandle", "BestChild", "attach", "list_experiments", "driver_alive",
-           "default_experiment_name"]
+           "default_experiment_name", "start_driver"]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-FINISHED_WITH_MODEL = ("completed", "early_terminated", "stopped")
 
 
 def _check_name(name: str) -> str:
@@ -96,21 +103,25 @@ class Experiment:
         Raises
         ------
         ConfigError
-            The configuration is invalid (file, line, key, value), or the name is taken.
+            The configuration is invalid (file, line, key, value; a search range entirely outside what its
+            parameter takes), or the name is taken.
+        DataError
+            The data cannot train any child: missing, unreadable, or rows that do not fit the task.
         """
         if resume:
             return attach(self.name, self.workspace).resume()
         from jupyter_avml.sweep.config import parse_experiment
+        from jupyter_avml.sweep.preflight import check_data
 
         spec = parse_experiment(config)
-        folder = experiment_dir(self.workspace.root, self.name)
-        if (folder / "experiment.yaml").exists() or (folder / "state.json").exists():
-            raise ConfigError(f"experiment {self.name!r} already exists in {folder}; choose another name, or resume "
-                              f"it (Experiment(name).submit(..., resume=True), avml sweep --resume {self.name})",
-                              field="name", value=self.name)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "experiment.yaml").write_text(spec.to_yaml(), encoding="utf-8")
-        write_state(folder, ExperimentState(
+        folder = ExperimentFolder.of(self.workspace.root, self.name)
+        if folder.exists():
+            raise ConfigError(f"experiment {self.name!r} already exists in {folder.path}; choose another name, or "
+                              f"resume it (Experiment(name).submit(..., resume=True), avml sweep --resume "
+                              f"{self.name})", field="name", value=self.name)
+        check_data(spec, self.workspace)
+        folder.write_config(spec.to_yaml())
+        folder.write_state(ExperimentState(
             name=self.name, task=spec.task, primary_metric=spec.primary_metric, status="queued",
             sampling=spec.sampling, iterations=spec.iterations,
             max_concurrent_iterations=spec.max_concurrent_iterations or spec.iterations,
@@ -122,58 +133,13 @@ class Experiment:
         return f"Experiment({self.name!r}, workspace={str(self.workspace.root)!r})"
 
 
-def start_driver(workspace: Workspace, name: str, *, resume: bool) -> subprocess.Popen:
-    """Start the driver detached (own session, output to ``driver.log``) and record it in ``driver.json``."""
-    from jupyter_avml.sweep.driver import DRIVER_FILE, process_identity, read_json, session_seconds, write_json_atomic
-
-    folder = experiment_dir(workspace.root, name)
-    previous = session_seconds(read_json(folder / DRIVER_FILE)) if resume else 0.0
-    command = [sys.executable, "-m", "jupyter_avml.sweep.driver", str(workspace.root), name]
-    if resume:
-        command.append("--resume")
-    with open(folder / "driver.log", "ab") as out:
-        out.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume' if resume else 'submit'}: "
-                  f"{' '.join(command)}\n".encode())
-        out.flush()
-        # spawn/exec in a new session: a notebook kernel restart (or Ctrl-C in a terminal) leaves it running.
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True, close_fds=True,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        identity = process_identity(process.pid)
-    except Exception:  # noqa: BLE001 - it exited already; driver_alive will say so
-        identity = {"pid": process.pid, "create_time": None, "host": socket.gethostname()}
-    write_json_atomic(folder / DRIVER_FILE, {**identity, "started": time.time(), "previous_seconds": previous})
-    return process
-
-
 def driver_alive(name: str, workspace: str | os.PathLike | Workspace | None = None) -> bool:
-    """Whether the driver of experiment ``name`` is running (its lock is held, or its recorded process lives).
+    """Whether the driver of experiment ``name`` is running (``status.driver_alive``): its lock is held, or
+    the process recorded in ``driver.json`` (or just started, ``launch.json``) lives. A reused pid does not
+    count (its creation time differs), nor does a zombie."""
+    from jupyter_avml.sweep.status import driver_alive as folder_driver_alive
 
-    The process check compares the pid's creation time with ``driver.json``, so a reused pid does not count;
-    a zombie (exited, not yet reaped) does not count either. On another host only the lock can tell.
-    """
-    from jupyter_avml.sweep.driver import DRIVER_FILE, lock_held, read_json
-
-    folder = experiment_dir(Workspace.resolve(workspace).root, name)
-    if lock_held(folder):
-        return True
-    info = read_json(folder / DRIVER_FILE)
-    if not info or info.get("ended") or not info.get("pid"):
-        return False
-    if info.get("host") and info["host"] != socket.gethostname():
-        state = read_state(folder)
-        return bool(state and not state.finished)
-    import psutil
-
-    try:
-        process = psutil.Process(int(info["pid"]))
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        created = info.get("create_time")
-        return created is None or abs(process.create_time() - float(created)) < 0.05
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
-        return False
+    return folder_driver_alive(ExperimentFolder.of(Workspace.resolve(workspace).root, name))
 
 
 class ExperimentHandle:
@@ -189,25 +155,50 @@ class ExperimentHandle:
     def folder(self) -> Path:
         return experiment_dir(self.workspace.root, self.name)
 
+    @property
+    def files(self) -> ExperimentFolder:
+        """The experiment's files (``folder.ExperimentFolder``)."""
+        return ExperimentFolder(self.folder)
+
     # -- reading ----------------------------------------------------------------------------------------
     @property
     def state(self) -> ExperimentState:
-        """The experiment's ``ExperimentState``, read from ``state.json``."""
+        """The experiment's ``ExperimentState``, as ``state.json`` holds it.
+
+        Raises ``NotFoundError`` when there is none, ``DamagedStateError`` (naming the file and what can still
+        be done) when it cannot be read.
+        """
         self._reap()
-        state = read_state(self.folder)
+        state = self.files.read_state()
         if state is None:
             raise NotFoundError(f"experiment {self.name!r} has no state in {self.folder}")
         return state
 
     @property
+    def observed_state(self) -> ExperimentState:
+        """The state as it should be shown (``status.observe``): when no driver runs an unfinished experiment,
+        ``interrupted`` (its running children too), clocks stopped at the driver's last sign of life, and a
+        ``reason`` saying how to resume it."""
+        self._reap()
+        return observe_folder(self.files, self.state)
+
+    @property
     def status(self) -> str:
         """The state's status; ``interrupted`` when it is not final but no driver runs it (resume it)."""
-        state = self.state
-        if not state.finished and not self.driver_alive:
-            state = self.state  # the driver may have finished between the two reads
-            if not state.finished:
-                return "interrupted"
-        return state.status
+        return self.observed_state.status
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the experiment is over and at least one child trained a model (``ExperimentState.succeeded``).
+
+        False while it runs and when every child failed or was invalid (``avml sweep`` then exits non-zero).
+        """
+        return self.state.succeeded
+
+    @property
+    def resume_hint(self) -> str:
+        """How to resume this experiment (for messages)."""
+        return resume_hint(self.name)
 
     @property
     def driver_alive(self) -> bool:
@@ -247,7 +238,7 @@ class ExperimentHandle:
         state = self.state
         candidates = []
         for child in state.children:
-            if child.status not in FINISHED_WITH_MODEL or child.best_value is None or not child.run_id:
+            if child.status not in CHILD_WITH_MODEL or child.best_value is None or not child.run_id:
                 continue
             run_dir = self.workspace.run_dir(child.run_id)
             model_path = Path(child.model_path) if child.model_path else run_dir / "outputs" / "model.pt"
@@ -261,7 +252,7 @@ class ExperimentHandle:
         try:
             metrics = dict(json.loads((run_dir / "outputs" / "metrics.json").read_text(encoding="utf-8"))
                            .get("final") or {})
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             pass
         return BestChild(child_id=child.id, run_id=child.run_id, model_name=child.model_name,
                          params=dict(child.params), primary_metric=state.primary_metric,
@@ -293,14 +284,20 @@ class ExperimentHandle:
         """Ask the driver to stop every child cleanly and end the experiment as ``stopped``.
 
         Returns at once (``wait()`` to see the end): ``False`` when the experiment had already ended. When no
-        driver runs it, the state is closed here.
+        driver runs it, the state is closed here. A damaged ``state.json`` does not prevent stopping a running
+        driver (which then rewrites the file).
         """
-        from jupyter_avml.sweep.driver import STOP_FILE, write_json_atomic
-
-        state = self.state
+        files = self.files
+        try:
+            state = self.state
+        except DamagedStateError:
+            if not self.driver_alive:
+                raise
+            files.request_stop(reason)
+            return True
         if state.finished:
             return False
-        write_json_atomic(self.folder / STOP_FILE, {"reason": reason, "time": time.time()})
+        files.request_stop(reason)
         if not self.driver_alive:
             state = self.state
             if state.finished:
@@ -310,7 +307,7 @@ class ExperimentHandle:
                 if not child.finished:
                     child.status, child.reason, child.ended = "stopped", reason, now
             state.status, state.reason, state.ended = "stopped", reason, now
-            write_state(self.folder, state)
+            files.write_state(state)
         return True
 
     def stop_child(self, child_id: int, reason: str = "stopped by user") -> bool:
@@ -318,20 +315,17 @@ class ExperimentHandle:
 
         Returns ``False`` when the child had already ended.
         """
-        from jupyter_avml.sweep.driver import write_json_atomic
-
         state = self.state
         try:
             child = state.child(int(child_id))
-        except KeyError:
+        except (KeyError, TypeError, ValueError):
             ids = ", ".join(str(c.id) for c in state.children) or "none yet"
             raise NotFoundError(f"experiment {self.name!r} has no child {child_id} (children: {ids})") from None
         if child.finished:
             return False
         if not self.driver_alive:
             raise AvmlError(self._driver_gone_message())
-        (self.folder / "children").mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.folder / "children" / f"{child.id}.stop", {"reason": reason, "time": time.time()})
+        self.files.request_child_stop(child.id, reason)
         return True
 
     def resume(self) -> ExperimentHandle:
@@ -340,23 +334,26 @@ class ExperimentHandle:
         Finished children are kept; unfinished ones run again (from their last epoch checkpoint when they
         have one), then sampling continues up to ``iterations``. Refused while a driver is alive.
         """
-        from jupyter_avml.sweep.driver import STOP_FILE
-
         state = self.state
         if self.driver_alive:
             raise AvmlError(f"experiment {self.name!r} is running (its driver is alive); stop it first "
                             f"(avml stop {self.name})")
         if state.status == "completed":
             raise AvmlError(f"experiment {self.name!r} is completed: nothing to resume")
-        (self.folder / STOP_FILE).unlink(missing_ok=True)
+        self.files.clear_stop()
         self._process = start_driver(self.workspace, self.name, resume=True)
         return self
 
     def register_model(self, model_name: str) -> int:
-        """Register the best child's model in the MLflow Model Registry as ``model_name``; returns the version."""
-        from jupyter_avml.tracking.registry import register_model
+        """Register the best child's model in the MLflow Model Registry as ``model_name``; returns the version.
 
-        return register_model(self, model_name, workspace=self.workspace)
+        The version is tagged ``avml.experiment`` (this experiment) and ``avml.child`` (the child's id).
+        """
+        from jupyter_avml.tracking.registry import register_run_model
+
+        best = self.get_best_child()
+        return register_run_model(best.run_id, model_name, workspace=self.workspace,
+                                  tags={"avml.experiment": self.name, "avml.child": best.child_id})
 
     # -- helpers ----------------------------------------------------------------------------------------
     def _reap(self) -> None:
@@ -364,19 +361,19 @@ class ExperimentHandle:
             self._process = None  # reaped: no zombie left behind by the process that submitted
 
     def _driver_gone_message(self) -> str:
-        from jupyter_avml.sweep.driver import tail_lines
-
-        log = self.folder / "driver.log"
+        log = self.files.log_file
         tail = tail_lines(log, 8)
         return (f"the driver of experiment {self.name!r} is not running and the experiment did not finish "
-                f"(status {self.state.status}); resume it with attach({self.name!r}).resume() or "
-                f"`avml sweep --resume {self.name}`" + (f"; end of {log}:\n{tail}" if tail else ""))
+                f"(status {self.state.status}); {resume_hint(self.name)}" + (f"; end of {log}:\n{tail}" if tail
+                                                                             else ""))
 
     def __repr__(self) -> str:
         try:
-            state = self.state
+            state = self.observed_state
         except NotFoundError:
             return f"ExperimentHandle({self.name!r}, not found)"
+        except AvmlError:
+            return f"ExperimentHandle({self.name!r}, damaged: see {self.files.state_file})"
         counts = ", ".join(f"{v} {k}" for k, v in sorted(state.counts().items()))
         return f"ExperimentHandle({self.name!r}, {state.status}{', ' + counts if counts else ''})"
 
@@ -384,31 +381,43 @@ class ExperimentHandle:
 def attach(name: str, workspace: str | os.PathLike | Workspace | None = None) -> ExperimentHandle:
     """The handle of an existing experiment (e.g. after a kernel restart).
 
-    Raises ``NotFoundError`` listing the experiments of the workspace.
+    Raises ``NotFoundError`` listing the experiments of the workspace, and ``DamagedStateError`` naming the
+    file and what can still be done when its ``state.json`` cannot be read.
     """
     ws = Workspace.resolve(workspace)
-    if not isinstance(name, str) or not NAME_RE.match(name) or read_state(experiment_dir(ws.root, name)) is None:
+    if not isinstance(name, str) or not NAME_RE.match(name) or \
+            ExperimentFolder.of(ws.root, name).read_state() is None:
         known = [state.name for state in list_experiments(ws)]
         listing = ", ".join(known) if known else "none"
         raise NotFoundError(f"no experiment {name!r} in {ws.experiments_dir} (experiments: {listing})")
     return ExperimentHandle(name, ws)
 
 
-def list_experiments(workspace: str | os.PathLike | Workspace | None = None) -> list[ExperimentState]:
-    """Every experiment of the workspace, oldest first."""
+def list_experiments(workspace: str | os.PathLike | Workspace | None = None, *,
+                     observed: bool = False) -> list[ExperimentState]:
+    """Every experiment of the workspace, oldest first.
+
+    An experiment whose ``state.json`` is damaged is listed with the status ``damaged`` (its ``error`` says
+    which file and what can still be done). With ``observed`` each state is ``status.observe``-d: an
+    unfinished one whose driver is gone is ``interrupted``.
+    """
     ws = Workspace.resolve(workspace)
     if not ws.experiments_dir.is_dir():
         return []
     states = []
-    for folder in ws.experiments_dir.iterdir():
-        if folder.is_dir():
-            try:
-                state = read_state(folder)
-            except (ValueError, TypeError):
-                continue
-            if state is not None:
-                states.append(state)
-    return sorted(states, key=lambda s: (s.created, s.name))
+    for path in ws.experiments_dir.iterdir():
+        if not path.is_dir():
+            continue
+        folder = ExperimentFolder(path)
+        try:
+            state = folder.read_state()
+            if state is not None and observed:
+                state = observe_folder(folder, state)
+        except DamagedStateError as exc:
+            state = damaged_placeholder(folder, exc)
+        if state is not None:
+            states.append(state)
+    return sorted(states, key=lambda s: (s.created or 0.0, s.name))
 
 
 def default_experiment_name(source: str | os.PathLike | None,

@@ -25,9 +25,10 @@ import difflib
 import math
 import statistics
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from jupyter_avml.errors import ConfigError
 

@@ -43,6 +43,16 @@ class Slot:
         return {"CUDA_VISIBLE_DEVICES": self.gpu if self.gpu is not None else "",
                 "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
 
+    def child_values(self, values: dict) -> dict:
+        """A child's run settings on this slot: the slot's CPU threads unless the user set ``cpu_threads``; on
+        a GPU slot ``cuda:N`` becomes ``cuda`` (the worker sees only its own GPU, as ``cuda:0``)."""
+        values = dict(values)
+        if "cpu_threads" not in values:
+            values["cpu_threads"] = self.threads
+        if self.kind == "gpu" and str(values.get("device", "")).startswith("cuda:"):
+            values["device"] = "cuda"
+        return values
+
     def describe(self) -> str:
         return f"GPU {self.gpu}" if self.kind == "gpu" else f"CPU ({self.threads} thread{'s' * (self.threads > 1)})"
 
@@ -78,7 +88,7 @@ def detect_gpus() -> list[str]:
             return []
         if result.returncode != 0:
             return []
-        return [str(i) for i, line in enumerate(l for l in result.stdout.splitlines() if l.startswith("GPU "))]
+        return [str(i) for i, line in enumerate(line for line in result.stdout.splitlines() if line.startswith("GPU "))]
     try:
         result = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.device_count())"],
                                 capture_output=True, text=True, timeout=120)

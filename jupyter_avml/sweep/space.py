@@ -1,7 +1,7 @@
 """Search spaces: the spec's hyperparameter-tuning expressions (section 9), from Python or from YAML text.
 
-An expression is a small frozen object (``Distribution``) that knows how to draw a value and how to write
-itself back as the text the user would type::
+An expression is a small frozen object (``Distribution``, see ``expressions.py``) that knows how to draw a
+value and how to write itself back as the text the user would type::
 
     >>> from jupyter_avml.sweep.space import choice, parse_expression, uniform
     >>> uniform(0.001, 0.01)
@@ -23,405 +23,51 @@ import difflib
 import itertools
 import math
 import re
-import warnings
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any, ClassVar, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
 from jupyter_avml.errors import ConfigError
+from jupyter_avml.sweep.expressions import (
+    EXPRESSION_CLASSES,
+    Choice,
+    Distribution,
+    LogNormal,
+    LogUniform,
+    LogUniformBoundsWarning,
+    Normal,
+    QLogNormal,
+    QLogUniform,
+    QNormal,
+    QUniform,
+    RandInt,
+    Uniform,
+    _sample_value,
+    choice,
+    lognormal,
+    loguniform,
+    normal,
+    qlognormal,
+    qloguniform,
+    qnormal,
+    quantize,
+    quniform,
+    randint,
+    uniform,
+)
 
 __all__ = [
     "Distribution", "Choice", "RandInt", "Uniform", "QUniform", "LogUniform", "QLogUniform", "Normal",
     "QNormal", "LogNormal", "QLogNormal", "LogUniformBoundsWarning", "choice", "randint", "uniform",
-    "quniform", "loguniform", "qloguniform", "normal", "qnormal", "lognormal", "qlognormal",
-    "parse_expression", "SearchSpace", "MAX_GRID_SIZE",
+    "quniform", "loguniform", "qloguniform", "normal", "qnormal", "lognormal", "qlognormal", "quantize",
+    "parse_expression", "SearchSpace", "MAX_GRID_SIZE", "EXPRESSIONS",
 ]
 
 #: Grids larger than this are refused rather than enumerated (``iterations`` is at most 1000 anyway).
 MAX_GRID_SIZE = 100_000
-
-
-class LogUniformBoundsWarning(UserWarning):
-    """``loguniform``/``qloguniform`` bounds that look like values although they are exponents."""
-
-
-# --------------------------------------------------------------------------------------------------------
-# Distributions
-# --------------------------------------------------------------------------------------------------------
-class Distribution(ABC):
-    """One search expression. Subclasses are frozen dataclasses.
-
-    ``kind`` is the expression's name (``"uniform"``...), ``str()`` and ``repr()`` give back the expression
-    text, which ``parse_expression`` reads back to an equal object.
-    """
-
-    kind: ClassVar[str]
-
-    @abstractmethod
-    def sample(self, rng: np.random.Generator) -> Any:
-        """Draw one value (a plain Python value, never a numpy scalar)."""
-
-    def _args(self) -> tuple:
-        return tuple(getattr(self, name) for name in _SIGNATURES[self.kind])
-
-    def __str__(self) -> str:
-        return f"{self.kind}({', '.join(repr(a) for a in self._args())})"
-
-    __repr__ = __str__
-
-
-def _number(kind: str, name: str, value: Any) -> float | int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{kind}(): {name} must be a finite number, got {value!r}", value=value)
-    return value
-
-
-def _check_bounds(kind: str, low: Any, high: Any) -> None:
-    _number(kind, "low", low)
-    _number(kind, "high", high)
-    if low >= high:
-        raise ConfigError(f"{kind}(): low must be less than high, got low={low!r}, high={high!r}",
-                          value=(low, high))
-
-
-def _check_q(kind: str, q: Any) -> None:
-    _number(kind, "q", q)
-    if q <= 0:
-        raise ConfigError(f"{kind}(): q must be greater than 0, got {q!r}", value=q)
-
-
-def _check_sigma(kind: str, mu: Any, sigma: Any) -> None:
-    _number(kind, "mu", mu)
-    _number(kind, "sigma", sigma)
-    if sigma <= 0:
-        raise ConfigError(f"{kind}(): sigma must be greater than 0, got {sigma!r}", value=sigma)
-
-
-# exp() of anything larger overflows a float.
-_MAX_EXPONENT = 709.0
-
-
-def _check_exponent(kind: str, high: float) -> None:
-    if high > _MAX_EXPONENT:
-        raise ConfigError(f"{kind}(): high is an exponent and exp({high!r}) overflows; the bounds of {kind} are "
-                          f"exponents (value = exp(uniform(low, high))), e.g. {kind}(-9.21, -2.303"
-                          f"{', q' if kind.startswith('q') else ''}) for 1e-4 .. 0.1", value=high)
-
-
-def quantize(value: float, q: float | int) -> float | int:
-    """``round(value / q) * q`` (round half to even, like the spec's ``round``), without float residue.
-
-    With an integer ``q`` the result is an ``int`` (``quniform(16, 128, 16)`` gives batch sizes, not
-    ``32.0``); with a float ``q`` it is the float nearest to the decimal multiple (``0.3``, not
-    ``0.30000000000000004``).
-    """
-    k = round(value / q)
-    if isinstance(q, int):
-        return int(k * q)
-    return float(Decimal(repr(float(q))) * k)
-
-
-def _sample_value(value: Any, rng: np.random.Generator) -> Any:
-    if isinstance(value, Distribution):
-        return value.sample(rng)
-    return copy.deepcopy(value)
-
-
-@dataclass(frozen=True, repr=False)
-class Choice(Distribution):
-    """``choice(*values)``: one of ``values``, each equally likely.
-
-    Values are plain values, or (for a conditional space) dicts, each a sub-space with its own
-    ``model_name``. A choice cannot hold other expressions.
-    """
-
-    values: tuple
-    kind: ClassVar[str] = "choice"
-
-    def __post_init__(self):
-        if not isinstance(self.values, tuple):
-            object.__setattr__(self, "values", tuple(self.values))
-        if not self.values:
-            raise ConfigError("choice() needs at least one value")
-        for value in self.values:
-            if isinstance(value, Distribution):
-                raise ConfigError(f"choice() values are plain values or sub-space dicts, got {value}", value=value)
-        n_dicts = sum(isinstance(v, Mapping) for v in self.values)
-        if 0 < n_dicts < len(self.values):
-            raise ConfigError("choice() of sub-spaces must hold only dicts (one per sub-space), got "
-                              f"{', '.join(repr(v) for v in self.values)}", value=self.values)
-
-    @property
-    def is_subspaces(self) -> bool:
-        """True when the values are sub-space dicts (a conditional space)."""
-        return isinstance(self.values[0], Mapping)
-
-    def sample(self, rng: np.random.Generator) -> Any:
-        value = self.values[int(rng.integers(len(self.values)))]
-        if isinstance(value, Mapping):  # a sub-space: draw each of its parameters
-            return {k: _sample_value(v, rng) for k, v in value.items()}
-        return copy.deepcopy(value)
-
-    def __str__(self) -> str:
-        return f"choice({', '.join(repr(v) for v in self.values)})"
-
-    __repr__ = __str__
-
-
-@dataclass(frozen=True, repr=False)
-class RandInt(Distribution):
-    """``randint(upper)``: an integer in ``0 .. upper - 1``."""
-
-    upper: int
-    kind: ClassVar[str] = "randint"
-
-    def __post_init__(self):
-        upper = self.upper
-        if isinstance(upper, float) and upper.is_integer():
-            object.__setattr__(self, "upper", int(upper))
-        if isinstance(self.upper, bool) or not isinstance(self.upper, int) or self.upper < 1:
-            raise ConfigError(f"randint(): upper must be an integer >= 1, got {upper!r}", value=upper)
-
-    def sample(self, rng: np.random.Generator) -> int:
-        return int(rng.integers(0, self.upper))
-
-
-@dataclass(frozen=True, repr=False)
-class Uniform(Distribution):
-    """``uniform(low, high)``: a float uniformly in ``[low, high]``."""
-
-    low: float
-    high: float
-    kind: ClassVar[str] = "uniform"
-
-    def __post_init__(self):
-        _check_bounds(self.kind, self.low, self.high)
-
-    def sample(self, rng: np.random.Generator) -> float:
-        return float(rng.uniform(self.low, self.high))
-
-
-@dataclass(frozen=True, repr=False)
-class QUniform(Distribution):
-    """``quniform(low, high, q)``: ``round(uniform(low, high) / q) * q``.
-
-    As in the spec, rounding can land up to ``q / 2`` outside ``[low, high]`` when a bound is not a
-    multiple of ``q``. An integer ``q`` gives integers.
-    """
-
-    low: float
-    high: float
-    q: float
-    kind: ClassVar[str] = "quniform"
-
-    def __post_init__(self):
-        _check_bounds(self.kind, self.low, self.high)
-        _check_q(self.kind, self.q)
-
-    def sample(self, rng: np.random.Generator) -> float | int:
-        return quantize(float(rng.uniform(self.low, self.high)), self.q)
-
-
-def _warn_if_bounds_look_like_values(dist: LogUniform | QLogUniform) -> None:
-    low, high = dist.low, dist.high
-    if not ((0 < low < high <= 1) or high > 20):
-        return
-    q = f", {dist.q!r}" if isinstance(dist, QLogUniform) else ""
-    top = f"{math.exp(high):.5g}"  # high <= _MAX_EXPONENT was checked first
-    if low > 0:
-        fix = (f"for values between {low!r} and {high!r} write "
-               f"{dist.kind}({math.log(low):.4g}, {math.log(high):.4g}{q})")
-    else:
-        fix = f"a {dist.kind} cannot reach {low!r}; use uniform({low!r}, {high!r}) for values in that range"
-    warnings.warn(
-        f"{dist}: the bounds of {dist.kind} are EXPONENTS (value = exp(uniform(low, high))), so this samples "
-        f"values between {math.exp(low):.5g} and {top}; {fix}.",
-        LogUniformBoundsWarning, stacklevel=5)
-
-
-@dataclass(frozen=True, repr=False)
-class LogUniform(Distribution):
-    """``loguniform(low, high)`` = ``exp(uniform(low, high))``.
-
-    **The bounds are EXPONENTS, not values** (spec section 9, as in the cloud system and hyperopt): for a
-    learning rate between 1e-4 and 1e-1 write ``loguniform(-9.21, -2.303)`` (``ln(1e-4)``, ``ln(0.1)``);
-    ``loguniform(0.0001, 0.1)`` would sample values between 1.0001 and 1.105. Bounds that look like values
-    (both in (0, 1], or ``high > 20``) raise a ``LogUniformBoundsWarning`` saying what range the expression
-    really gives and what to write instead.
-    """
-
-    low: float
-    high: float
-    kind: ClassVar[str] = "loguniform"
-
-    def __post_init__(self):
-        _check_bounds(self.kind, self.low, self.high)
-        _check_exponent(self.kind, self.high)
-        _warn_if_bounds_look_like_values(self)
-
-    def sample(self, rng: np.random.Generator) -> float:
-        return float(math.exp(rng.uniform(self.low, self.high)))
-
-
-@dataclass(frozen=True, repr=False)
-class QLogUniform(Distribution):
-    """``qloguniform(low, high, q)`` = ``round(exp(uniform(low, high)) / q) * q``.
-
-    **The bounds are EXPONENTS** (see ``LogUniform``); the same warning applies.
-    """
-
-    low: float
-    high: float
-    q: float
-    kind: ClassVar[str] = "qloguniform"
-
-    def __post_init__(self):
-        _check_bounds(self.kind, self.low, self.high)
-        _check_q(self.kind, self.q)
-        _check_exponent(self.kind, self.high)
-        _warn_if_bounds_look_like_values(self)
-
-    def sample(self, rng: np.random.Generator) -> float | int:
-        return quantize(math.exp(rng.uniform(self.low, self.high)), self.q)
-
-
-@dataclass(frozen=True, repr=False)
-class Normal(Distribution):
-    """``normal(mu, sigma)``: a float from the normal distribution."""
-
-    mu: float
-    sigma: float
-    kind: ClassVar[str] = "normal"
-
-    def __post_init__(self):
-        _check_sigma(self.kind, self.mu, self.sigma)
-
-    def sample(self, rng: np.random.Generator) -> float:
-        return float(rng.normal(self.mu, self.sigma))
-
-
-@dataclass(frozen=True, repr=False)
-class QNormal(Distribution):
-    """``qnormal(mu, sigma, q)`` = ``round(normal(mu, sigma) / q) * q``."""
-
-    mu: float
-    sigma: float
-    q: float
-    kind: ClassVar[str] = "qnormal"
-
-    def __post_init__(self):
-        _check_sigma(self.kind, self.mu, self.sigma)
-        _check_q(self.kind, self.q)
-
-    def sample(self, rng: np.random.Generator) -> float | int:
-        return quantize(float(rng.normal(self.mu, self.sigma)), self.q)
-
-
-@dataclass(frozen=True, repr=False)
-class LogNormal(Distribution):
-    """``lognormal(mu, sigma)`` = ``exp(normal(mu, sigma))`` (``mu`` and ``sigma`` are on the log scale)."""
-
-    mu: float
-    sigma: float
-    kind: ClassVar[str] = "lognormal"
-
-    def __post_init__(self):
-        _check_sigma(self.kind, self.mu, self.sigma)
-
-    def sample(self, rng: np.random.Generator) -> float:
-        return float(math.exp(rng.normal(self.mu, self.sigma)))
-
-
-@dataclass(frozen=True, repr=False)
-class QLogNormal(Distribution):
-    """``qlognormal(mu, sigma, q)`` = ``round(exp(normal(mu, sigma)) / q) * q``."""
-
-    mu: float
-    sigma: float
-    q: float
-    kind: ClassVar[str] = "qlognormal"
-
-    def __post_init__(self):
-        _check_sigma(self.kind, self.mu, self.sigma)
-        _check_q(self.kind, self.q)
-
-    def sample(self, rng: np.random.Generator) -> float | int:
-        return quantize(math.exp(rng.normal(self.mu, self.sigma)), self.q)
-
-
-# The argument names of each expression, in order: arity checks, keyword arguments and str().
-_SIGNATURES: dict[str, tuple[str, ...]] = {
-    "randint": ("upper",),
-    "uniform": ("low", "high"), "quniform": ("low", "high", "q"),
-    "loguniform": ("low", "high"), "qloguniform": ("low", "high", "q"),
-    "normal": ("mu", "sigma"), "qnormal": ("mu", "sigma", "q"),
-    "lognormal": ("mu", "sigma"), "qlognormal": ("mu", "sigma", "q"),
-}
-_CLASSES: dict[str, type[Distribution]] = {cls.kind: cls for cls in (
-    Choice, RandInt, Uniform, QUniform, LogUniform, QLogUniform, Normal, QNormal, LogNormal, QLogNormal)}
-EXPRESSIONS = tuple(_CLASSES)
-
-
-# --------------------------------------------------------------------------------------------------------
-# The functions users write
-# --------------------------------------------------------------------------------------------------------
-def choice(*values: Any) -> Choice:
-    """One of ``values``; ``choice([a, b])`` (one list argument) is the same as ``choice(a, b)``.
-
-    Values may be dicts, each a sub-space with its own ``model_name`` (a conditional space).
-    """
-    if len(values) == 1 and isinstance(values[0], list):
-        values = tuple(values[0])
-    return Choice(tuple(values))
-
-
-def randint(upper: int) -> RandInt:
-    """An integer in ``0 .. upper - 1``."""
-    return RandInt(upper)
-
-
-def uniform(low: float, high: float) -> Uniform:
-    """A float uniformly in ``[low, high]``."""
-    return Uniform(low, high)
-
-
-def quniform(low: float, high: float, q: float) -> QUniform:
-    """``round(uniform(low, high) / q) * q``."""
-    return QUniform(low, high, q)
-
-
-def loguniform(low: float, high: float) -> LogUniform:
-    """``exp(uniform(low, high))``: **low and high are EXPONENTS** (``loguniform(-9.21, -2.303)`` gives
-    values between 1e-4 and 0.1)."""
-    return LogUniform(low, high)
-
-
-def qloguniform(low: float, high: float, q: float) -> QLogUniform:
-    """``round(exp(uniform(low, high)) / q) * q``: **low and high are EXPONENTS**."""
-    return QLogUniform(low, high, q)
-
-
-def normal(mu: float, sigma: float) -> Normal:
-    """A float from ``normal(mu, sigma)``."""
-    return Normal(mu, sigma)
-
-
-def qnormal(mu: float, sigma: float, q: float) -> QNormal:
-    """``round(normal(mu, sigma) / q) * q``."""
-    return QNormal(mu, sigma, q)
-
-
-def lognormal(mu: float, sigma: float) -> LogNormal:
-    """``exp(normal(mu, sigma))``."""
-    return LogNormal(mu, sigma)
-
-
-def qlognormal(mu: float, sigma: float, q: float) -> QLogNormal:
-    """``round(exp(normal(mu, sigma)) / q) * q``."""
-    return QLogNormal(mu, sigma, q)
+#: The expression names, in the order the spec lists them.
+EXPRESSIONS = tuple(EXPRESSION_CLASSES)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -473,7 +119,7 @@ def _build(node: ast.AST, text: str) -> Any:
             raise ConfigError(f"{ast.unparse(node.func)}() is not a search expression; expressions are "
                               f"{', '.join(EXPRESSIONS)} (in {text!r})", value=text)
         name = node.func.id
-        if name not in _CLASSES:
+        if name not in EXPRESSION_CLASSES:
             close = difflib.get_close_matches(name.lower(), EXPRESSIONS, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]}()?" if close else f"; expressions are {', '.join(EXPRESSIONS)}"
             raise ConfigError(f"unknown search expression {name}(){hint} (in {text!r})", value=text)
@@ -489,7 +135,7 @@ def _build(node: ast.AST, text: str) -> Any:
     if isinstance(node, ast.Dict):
         if any(k is None for k in node.keys):
             raise ConfigError(f"** inside a dict is not allowed in a search expression (in {text!r})", value=text)
-        return {_build(k, text): _build(v, text) for k, v in zip(node.keys, node.values)}
+        return {_build(k, text): _build(v, text) for k, v in zip(node.keys, node.values, strict=True)}
     if isinstance(node, ast.List):
         return [_build(e, text) for e in node.elts]
     if isinstance(node, ast.Tuple):
@@ -506,12 +152,13 @@ def _call(name: str, args: list, kwargs: dict, text: str) -> Distribution:
         if kwargs:
             raise ConfigError(f"choice() takes values only, not keyword arguments (in {text!r})", value=text)
         return choice(*args)
-    names = _SIGNATURES[name]
+    cls = EXPRESSION_CLASSES[name]
+    names = cls.signature
     unknown = [k for k in kwargs if k not in names]
     if unknown:
         raise ConfigError(f"{name}() has no argument {unknown[0]!r}; its arguments are ({', '.join(names)}) "
                           f"(in {text!r})", value=text)
-    bound = dict(zip(names, args))
+    bound = dict(zip(names, args, strict=False))  # too many arguments: refused below
     for k, v in kwargs.items():
         if k in bound:
             raise ConfigError(f"{name}() got {k} twice (in {text!r})", value=text)
@@ -520,7 +167,7 @@ def _call(name: str, args: list, kwargs: dict, text: str) -> Distribution:
         given = len(args) + len(kwargs)
         raise ConfigError(f"{name}() takes {len(names)} argument{'s' if len(names) > 1 else ''} "
                           f"({', '.join(names)}), got {given} (in {text!r})", value=text)
-    return _CLASSES[name](**bound)
+    return cls(**bound)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -610,8 +257,7 @@ class SearchSpace:
 
     def grid_size(self) -> int:
         """How many combinations ``grid()`` enumerates (before removing duplicates across sub-spaces)."""
-        self._check_grid()
-        return sum(math.prod(len(v.values) for v in sub.values() if isinstance(v, Choice))
+        return sum(math.prod(len(v.grid_values(k)) for k, v in sub.items() if isinstance(v, Distribution))
                    for sub in self.subspaces)
 
     def grid(self) -> list[dict[str, Any]]:
@@ -640,9 +286,9 @@ class SearchSpace:
         seen: set[str] = set()
         for index, sub in enumerate(self.subspaces):
             keys = list(sub)
-            options = [sub[k].values if isinstance(sub[k], Choice) else (sub[k],) for k in keys]
+            options = [sub[k].grid_values(k) if isinstance(sub[k], Distribution) else (sub[k],) for k in keys]
             for combo in itertools.product(*options):
-                params = {k: copy.deepcopy(v) for k, v in zip(keys, combo)}
+                params = {k: copy.deepcopy(v) for k, v in zip(keys, combo, strict=True)}
                 # repr of the sorted items identifies a configuration even when values are unhashable.
                 ident = repr(sorted(params.items(), key=lambda kv: kv[0]))
                 if ident not in seen:
@@ -650,16 +296,24 @@ class SearchSpace:
                     out.append((index, params))
         return out
 
-    def _check_grid(self) -> None:
-        for _, key, value in self.items():
-            if isinstance(value, Distribution) and not isinstance(value, Choice):
-                raise ConfigError(f"grid sampling supports only choice(); {key} is {value}", field=key,
-                                  value=str(value))
-
     def sample(self, rng: np.random.Generator) -> tuple[int, dict[str, Any]]:
         """Random sampling: a sub-space uniformly, then every parameter of it. Returns ``(index, params)``."""
         index = int(rng.integers(len(self.subspaces))) if self.is_conditional else 0
         return index, {k: _sample_value(v, rng) for k, v in self.subspaces[index].items()}
+
+    def contains(self, params: Mapping[str, Any], subspace: int = 0) -> bool:
+        """Whether ``params`` is a configuration sub-space ``subspace`` can produce: the same parameters, each
+        value one its expression can give (a fixed value: equal)."""
+        if not 0 <= subspace < len(self.subspaces):
+            return False
+        sub = self.subspaces[subspace]
+        if set(params) != set(sub):
+            return False
+        return all(sub[k].contains(v) if isinstance(sub[k], Distribution) else v == sub[k] for k, v in params.items())
+
+    def locate(self, params: Mapping[str, Any]) -> int | None:
+        """The index of the first sub-space that can produce ``params``, or None."""
+        return next((i for i in range(len(self.subspaces)) if self.contains(params, i)), None)
 
     def to_config(self) -> dict[str, Any] | list[dict[str, Any]]:
         """YAML/JSON-able form with expressions as text; ``from_config`` reads it back to an equal space."""
@@ -702,7 +356,7 @@ def _expand(mapping: Mapping, source, lines, fail) -> list[dict[str, Any]]:
     out = []
     for combo in itertools.product(*(subs for _, subs in branches)):
         merged = dict(fixed)
-        for (branch_key, _), sub in zip(branches, combo):
+        for (branch_key, _), sub in zip(branches, combo, strict=True):
             for key, value in sub.items():
                 if key in merged:
                     raise fail(f"{key} is set both outside and inside the sub-spaces of {branch_key!r}; set it "

@@ -1,35 +1,36 @@
-"""The state of an experiment (a sweep), as files in the workspace that any process can read.
+"""The state of an experiment (a sweep): ``state.json``, which any process can read.
 
-Layout, in ``<workspace>/experiments/<name>/``:
-
-* ``experiment.yaml``: the submitted experiment (run settings + sweep settings), as given;
-* ``state.json``: ``ExperimentState`` below, rewritten atomically by the driver after every change
-  (a child queued, started, reporting an epoch, finishing), so a reader never sees half a file;
-* ``driver.json``: the live driver process (``pid``, ``create_time`` of that pid as the OS reports it,
-  ``host``), so ``stop`` and ``attach`` can tell a live sweep from a dead one even after pid reuse;
-* ``STOP``: written by ``stop()`` (JSON ``{"reason": ...}``): the driver stops every child cleanly and ends;
-* ``optuna.db``: the Optuna study of Bayesian sampling;
-* ``driver.log``: the driver's log.
-
-Each child is an ordinary run (``<workspace>/runs/<run_id>/``, see ``training.run``): its
-``events.jsonl`` carries per-batch progress for dashboards that want more than the per-epoch state.
+``ExperimentState`` and its ``ChildState`` list are what the driver records after every change (a child
+queued, started, reporting an epoch, finishing); where the file lives and who writes it is ``folder.py``.
+The state is the source of truth of a sweep: a resumed driver derives everything from it (which children
+run again, what the sampler proposes next, the best child).
 
 Statuses. Experiment: ``queued``, ``running``, ``completed``, ``stopped`` (by the user), ``timed_out``
 (the budget ran out), ``failed`` (the driver itself failed). Child: ``queued``, ``running``, ``completed``,
 ``early_terminated`` (by the policy; ``reason`` says why), ``stopped`` (by the user or the deadline),
 ``failed`` (``error`` says why), ``invalid`` (the sampled configuration was refused; ``error`` says why).
+
+Readers may also see two derived statuses, never written by a driver (``status.py``): ``interrupted`` (the
+state is not final but no driver runs it; its running children are shown ``interrupted`` too, their clocks
+stopped at the driver's last sign of life) and ``damaged`` (``state.json`` cannot be read).
+
+Whether an experiment produced anything: ``ExperimentState.succeeded`` (some child trained a model).
 """
 
 from __future__ import annotations
 
-import json
-import os
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 EXPERIMENT_TERMINAL = ("completed", "stopped", "timed_out", "failed")
 CHILD_TERMINAL = ("completed", "early_terminated", "stopped", "failed", "invalid")
+#: Child statuses whose run may have left a model (its best epoch's).
+CHILD_WITH_MODEL = ("completed", "early_terminated", "stopped")
+#: Derived statuses (``status.py``): shown to readers, never written by a driver.
+INTERRUPTED = "interrupted"
+DAMAGED = "damaged"
 
 
 @dataclass
@@ -46,6 +47,10 @@ class ChildState:
     epoch: int = 0                       # epochs finished
     number_of_epochs: int = 0
     metric_history: list[list[float]] = field(default_factory=list)  # [[epoch, primary value], ...]
+    # Every metric of every evaluated epoch: [[step (epoch), metric name, value], ...]. ``metric_history`` is
+    # the primary metric's part of it, kept for the readers that chart the primary metric.
+    intermediate_values: list[list[Any]] = field(default_factory=list)
+    subspace: int | None = None          # the search sub-space the params come from (None: not recorded)
     best_value: float | None = None
     best_epoch: int | None = None
     model_path: str | None = None
@@ -55,6 +60,20 @@ class ChildState:
     @property
     def finished(self) -> bool:
         return self.status in CHILD_TERMINAL
+
+    @property
+    def has_model(self) -> bool:
+        """Whether it ended with a best value (and so a model): completed, stopped early or stopped."""
+        return self.status in CHILD_WITH_MODEL and self.best_value is not None
+
+    def metric_values(self, metric: str) -> list[tuple[int, float]]:
+        """``(step, value)`` of one metric, from ``intermediate_values``."""
+        return [(int(step), float(value)) for step, name, value in self.intermediate_values if name == metric]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChildState:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
@@ -82,13 +101,31 @@ class ExperimentState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExperimentState:
-        data = dict(data)
-        data["children"] = [ChildState(**child) for child in data.get("children", [])]
-        return cls(**data)
+        """Read a state written by ``to_dict``; fields this version does not know are ignored.
+
+        Raises ``TypeError``/``ValueError`` when ``data`` is not a state (``folder.py`` says the file is damaged).
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in dict(data).items() if k in known}
+        children = data.get("children") or []
+        if not isinstance(children, list) or not all(isinstance(c, dict) for c in children):
+            raise TypeError("children must be a list of objects")
+        data["children"] = [ChildState.from_dict(child) for child in children]
+        state = cls(**data)
+        if not isinstance(state.name, str) or not isinstance(state.status, str):
+            raise TypeError("name and status must be strings")
+        return state
 
     @property
     def finished(self) -> bool:
         return self.status in EXPERIMENT_TERMINAL
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the experiment is over and at least one child trained a model (completed, or stopped with
+        its best epoch's model). False while it runs, and when every child failed or was invalid: what
+        ``avml sweep`` turns into its exit status."""
+        return self.finished and any(child.has_model for child in self.children)
 
     def child(self, child_id: int) -> ChildState:
         for child in self.children:
@@ -103,28 +140,22 @@ class ExperimentState:
         return out
 
 
-def experiment_dir(workspace_root: Path, name: str) -> Path:
-    return Path(workspace_root) / "experiments" / name
+def experiment_dir(workspace_root: str | Path, name: str) -> Path:
+    """``<workspace>/experiments/<name>`` (``folder.experiment_dir``)."""
+    from jupyter_avml.sweep.folder import experiment_dir as folder_path
+
+    return folder_path(workspace_root, name)
 
 
-def write_state(folder: Path, state: ExperimentState) -> None:
-    """Atomically replace ``state.json``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"state.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(state.to_dict(), default=_json_default), encoding="utf-8")
-    os.replace(tmp, folder / "state.json")
+def write_state(folder: str | Path, state: ExperimentState) -> None:
+    """Atomically replace ``<folder>/state.json`` (``folder.ExperimentFolder.write_state``)."""
+    from jupyter_avml.sweep.folder import ExperimentFolder
+
+    ExperimentFolder(folder).write_state(state)
 
 
-def read_state(folder: Path) -> ExperimentState | None:
-    try:
-        return ExperimentState.from_dict(json.loads((folder / "state.json").read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        return None
+def read_state(folder: str | Path) -> ExperimentState | None:
+    """``<folder>/state.json``, None when missing; raises ``folder.DamagedStateError`` when it is damaged."""
+    from jupyter_avml.sweep.folder import ExperimentFolder
 
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    return str(value)
+    return ExperimentFolder(folder).read_state()

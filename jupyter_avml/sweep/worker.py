@@ -16,8 +16,8 @@ Life of a worker
 
 How the driver learns the run id: on the run's first event (``RunStarted``, or ``RunFinished`` when it fails
 before starting) the worker writes ``children/<id>.json`` = ``{"child", "slot", "pid", "run_id", "log"}``
-(atomically). From then on the driver tails ``runs/<run_id>/events.jsonl``. A failure before any
-run exists (unreadable data) is written there too, as ``{"error": ...}``.
+(``ExperimentFolder.write_child_info``). From then on the driver tails ``runs/<run_id>/events.jsonl``. A
+failure before any run exists (unreadable data) is written there too, as ``{"error": ...}``.
 
 Stopping: the driver writes the run's STOP file (``request_stop``) and, since the run id may not be known
 yet, also sends ``{"cmd": "stop", "status": ..., "reason": ...}`` on stdin; SIGTERM asks for a clean stop
@@ -38,23 +38,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from jupyter_avml.sweep.folder import ExperimentFolder
+
 PR_SET_PDEATHSIG = 1
 EXIT_PARENT_GONE = 70
-
-
-def child_info_path(folder: Path, child_id: int) -> Path:
-    return Path(folder) / "children" / f"{child_id}.json"
-
-
-def child_log_path(folder: Path, child_id: int) -> Path:
-    return Path(folder) / "children" / f"{child_id}.log"
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -86,16 +73,10 @@ def tracking_store_lock(workspace: str | os.PathLike):
     Opening a new SQLite store creates its tables (MLflow's migrations); a driver and its warm spares that
     start together would otherwise run them concurrently on one file.
     """
-    import fcntl
+    from jupyter_avml.fileio import exclusive_lock
 
-    root = Path(workspace)
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".tracking-store.lock", "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    with exclusive_lock(Path(workspace) / ".tracking-store.lock"):
+        yield
 
 
 def warm_up(workspace: str, tracking_uri: str | None) -> None:
@@ -124,8 +105,9 @@ def warm_up(workspace: str, tracking_uri: str | None) -> None:
 class _Reporter:
     """Writes ``children/<id>.json`` on the run's first event, so the driver learns the run id early."""
 
-    def __init__(self, folder: Path, child_id: int, slot: int, log: Path):
-        self.folder, self.child_id, self.slot, self.log = folder, child_id, slot, log
+    def __init__(self, folder: ExperimentFolder, child_id: int, slot: int):
+        self.folder, self.child_id, self.slot = folder, child_id, slot
+        self.log = folder.child_log(child_id)
         self.run_id: str | None = None
 
     def on_event(self, event) -> None:
@@ -136,7 +118,7 @@ class _Reporter:
     def write(self, **extra: Any) -> None:
         data = {"child": self.child_id, "slot": self.slot, "pid": os.getpid(), "log": str(self.log),
                 "time": time.time(), **extra}
-        write_json_atomic(child_info_path(self.folder, self.child_id), data)
+        self.folder.write_child_info(self.child_id, data)
 
 
 def _redirect_output(path: Path) -> None:
@@ -165,10 +147,9 @@ def run_assignment(assignment: dict[str, Any], stop_signal) -> int:
     from jupyter_avml.config import AutoMLImageConfig
     from jupyter_avml.training.run import resume, train
 
-    folder = Path(assignment["folder"])
+    folder = ExperimentFolder(assignment["folder"])
     child_id = int(assignment["child"])
-    log = child_log_path(folder, child_id)
-    reporter = _Reporter(folder, child_id, int(assignment.get("slot", 0)), log)
+    reporter = _Reporter(folder, child_id, int(assignment.get("slot", 0)))
     threads = int(assignment.get("threads") or 0)
     if threads:
         import torch
@@ -225,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0  # the driver closed our stdin: this spare is not needed
     assignment = json.loads(line)
     assigned.set()
-    _redirect_output(child_log_path(Path(assignment["folder"]), int(assignment["child"])))
+    _redirect_output(ExperimentFolder(assignment["folder"]).child_log(int(assignment["child"])))
     threading.Thread(target=_read_commands, args=(stop_signal,), name="driver-commands", daemon=True).start()
     return run_assignment(assignment, stop_signal)
 

@@ -1,6 +1,6 @@
 """Shared helpers of the notebook tests: an experiment written to disk exactly as the sweep driver writes it.
 
-``ScriptedSweep`` plays the driver's part of the file contract (``sweep/state.py``): ``state.json`` through
+``ScriptedSweep`` plays the driver's part of the file contract (``sweep/folder.py``): ``state.json`` through
 ``write_state``, each child's ``events.jsonl`` through the engine's ``JsonlEventWriter``, and a finished
 child's ``outputs/`` through ``training.outputs.write_run_outputs``. The dashboard reads these files and
 nothing else, so it can be tested on any scripted history, without training or a browser.
@@ -15,10 +15,16 @@ from pathlib import Path
 import pytest
 
 from jupyter_avml.metrics.result import MetricsResult
-from jupyter_avml.sweep.driver import process_identity, write_json_atomic
+from jupyter_avml.sweep.folder import ExperimentFolder, process_identity
 from jupyter_avml.sweep.state import ChildState, ExperimentState, experiment_dir, write_state
-from jupyter_avml.training.events import (BatchProgress, EpochMetrics, EpochStarted, JsonlEventWriter,
-                                          RunFinished, RunStarted)
+from jupyter_avml.training.events import (
+    BatchProgress,
+    EpochMetrics,
+    EpochStarted,
+    JsonlEventWriter,
+    RunFinished,
+    RunStarted,
+)
 from jupyter_avml.training.outputs import write_run_outputs
 
 CLASSES = ["circle", "square", "triangle"]
@@ -47,7 +53,7 @@ class ScriptedSweep:
         info = {**process_identity(os.getpid()), "started": time.time(), "previous_seconds": 0.0}
         if not alive:
             info["ended"] = time.time()
-        write_json_atomic(self.folder / "driver.json", info)
+        ExperimentFolder(self.folder).write_driver_record(info)
 
     def write(self) -> None:
         write_state(self.folder, self.state)

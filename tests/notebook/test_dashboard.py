@@ -361,7 +361,7 @@ def test_replay_of_a_recorded_sweep_through_the_files(tmp_path):
     import os
 
     from jupyter_avml.dashboard import DashboardWidget
-    from jupyter_avml.sweep.driver import process_identity, write_json_atomic
+    from jupyter_avml.sweep.folder import ExperimentFolder, process_identity
     from jupyter_avml.sweep.state import experiment_dir, write_state
 
     states = [json.loads(line) for line in (RECORDED / "states.jsonl").read_text().splitlines()]
@@ -370,7 +370,7 @@ def test_replay_of_a_recorded_sweep_through_the_files(tmp_path):
     workspace = tmp_path / "ws"
     folder = experiment_dir(workspace, name)
     folder.mkdir(parents=True)
-    write_json_atomic(folder / "driver.json", process_identity(os.getpid()))  # this process replays the driver
+    ExperimentFolder(folder).write_driver_record(process_identity(os.getpid()))  # this process replays the driver
     files = ExperimentFiles(name, workspace)
     source = DashboardSource(files)
     widget = DashboardWidget(report_loader=files.run_report)

@@ -14,7 +14,7 @@ import pytest
 
 from jupyter_avml.data.shapes import make_shapes
 from jupyter_avml.errors import AvmlError, ConfigError, NotFoundError
-from jupyter_avml.sweep import Experiment, attach, list_experiments
+from jupyter_avml.sweep import Experiment, ExperimentHandle, attach, list_experiments
 from jupyter_avml.sweep.experiment import default_experiment_name
 from jupyter_avml.sweep.state import CHILD_TERMINAL, read_state
 from jupyter_avml.training.events import EpochMetrics, read_events
@@ -43,7 +43,7 @@ def kill_leftovers(workspace: Path) -> None:
     import psutil
 
     for state in list_experiments(workspace):
-        handle = attach(state.name, workspace)
+        handle = ExperimentHandle(state.name, workspace)
         if handle.driver_alive:
             handle.stop("test cleanup")
             try:
@@ -155,9 +155,11 @@ def test_sweep_end_to_end(sweep_data, sweep_ws, monkeypatch, capsys):
     config = {**SMALL, "training_data": str(sweep_data), "number_of_epochs": 2, "sampling": "grid",
               "iterations": 5, "max_concurrent_iterations": 2, "cpu_slots": 2,
               "early_termination_policy": {"type": "bandit", "slack_factor": 0.5},
-              # the second sub-space is refused by validation (learning_rate > 1): an "invalid" child
+              # the second sub-space is refused by validation (resnet18 has 5 layer groups): an "invalid" child.
+              # (A range entirely outside its parameter's, e.g. learning_rate: choice(2.0), is refused at submit:
+              # tests/hostile/test_sweeps.py.)
               "search_space": [{"learning_rate": "choice(0.05, 0.01)", "momentum": "choice(0.9, 0.0)"},
-                               {"learning_rate": "choice(2.0)"}]}
+                               {"learning_rate": "choice(0.05)", "layers_to_freeze": "choice(9)"}]}
     started = time.monotonic()
     handle = Experiment("e2e", sweep_ws).submit(config)
     print(f"submit returned after {time.monotonic() - started:.2f} s")
@@ -183,8 +185,8 @@ def test_sweep_end_to_end(sweep_data, sweep_ws, monkeypatch, capsys):
     assert len(state.children) == 5 and {c.id for c in state.children} == set(range(5))
     assert all(c.status in CHILD_TERMINAL for c in state.children)
     invalid = [c for c in state.children if c.status == "invalid"]
-    assert len(invalid) == 1 and invalid[0].params == {"learning_rate": 2.0}
-    assert "learning_rate must be a float in [0, 1]" in invalid[0].error and invalid[0].run_id is None
+    assert len(invalid) == 1 and invalid[0].params == {"learning_rate": 0.05, "layers_to_freeze": 9}
+    assert "layers_to_freeze must be in [1, 5]" in invalid[0].error and invalid[0].run_id is None
     trained = [c for c in state.children if c.status != "invalid"]
     assert {c.status for c in trained} <= {"completed", "early_terminated"}
     assert state.max_concurrent_iterations == 2 and state.early_termination_policy["type"] == "bandit"
@@ -304,41 +306,35 @@ def test_stop_one_child_then_the_budget_runs_out(sweep_data, sweep_ws):
 
 @pytest.mark.parametrize("sampling", ["grid", "random", "bayesian"])
 def test_resume_continues_the_sampler(tmp_path, sweep_data, sampling):
-    """What a resumed driver re-runs and asks next (no processes: the driver's bookkeeping alone)."""
-    import optuna
-
+    """What a resumed driver re-runs and asks next (no processes: the scheduler's bookkeeping alone)."""
     from jupyter_avml.sweep.config import parse_experiment
-    from jupyter_avml.sweep.driver import Driver
-    from jupyter_avml.sweep.state import ExperimentState, write_state
-    from jupyter_avml.workspace import Workspace
+    from jupyter_avml.sweep.sampling import make_sampler
+    from jupyter_avml.sweep.scheduler import Scheduler
+    from jupyter_avml.sweep.state import ExperimentState, read_state, write_state
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = parse_experiment({**SMALL, "training_data": str(sweep_data), "sampling": sampling, "iterations": 6,
                              "search_space": {"learning_rate": "choice(0.01, 0.02, 0.03, 0.04, 0.05, 0.06)",
                                               "momentum": "choice(0.5, 0.9)"}})
-    ws = Workspace.resolve(tmp_path / "ws")
+    folder = tmp_path / "ws" / "experiments" / "resumed"
 
-    def driver(resume: bool, state: ExperimentState) -> Driver:
-        d = Driver(ws, "resumed", resume=resume)
-        d.folder.mkdir(parents=True, exist_ok=True)
-        d.spec, d.state = spec, state
-        d.sampler = d.make_sampler()
-        return d
+    def scheduler(resume: bool, state: ExperimentState) -> Scheduler:
+        made = Scheduler(spec, state, make_sampler(spec.sampling, spec.space, seed=spec.seed))
+        made.begin(resume=resume, concurrency=2)
+        return made
 
-    first = driver(False, ExperimentState(name="resumed", task=spec.task, primary_metric=spec.primary_metric))
+    first = scheduler(False, ExperimentState(name="resumed", task=spec.task, primary_metric=spec.primary_metric))
     children = [first.next_child() for _ in range(3)]
-    children[0].metric_history, children[0].best_value = [[1, 0.5]], 0.5
+    first.dispatched(children[0], resume_run=None)
+    first.on_epoch(children[0].id, 1, {"accuracy": 0.5}, 0.5)
     first.close_child(children[0], "completed")           # finished: kept
-    children[1].status, children[1].run_id = "running", "run-1"   # interrupted: runs again
+    first.dispatched(children[1], resume_run=None)
+    first.on_run_id(children[1].id, "run-1")              # interrupted: runs again
     # children[2] was asked but never started (queued)
-    write_state(first.folder, first.state)
+    write_state(folder, first.state)
     del first  # the driver is gone (SIGKILL)
 
-    from jupyter_avml.sweep.state import read_state
-
-    second = driver(True, read_state(ws.root / "experiments" / "resumed"))
-    second.sync_with_state()
-    assert [c.id for c in second.pending] == [1, 2] and all(c.status == "queued" for c in second.pending)
+    second = scheduler(True, read_state(folder))
+    assert second.pending == [1, 2] and all(second.state.child(i).status == "queued" for i in (1, 2))
     assert second.state.child(0).status == "completed" and second.state.child(1).run_id == "run-1"
     assert [second.next_child().id for _ in range(2)] == [1, 2]  # the unfinished ones first, same params
     fresh = [second.next_child() for _ in range(3)]
@@ -347,9 +343,8 @@ def test_resume_continues_the_sampler(tmp_path, sweep_data, sampling):
     if sampling == "grid":  # a grid never repeats a combination, across the resume too
         assert len(set(seen)) == len(seen)
     if sampling in ("grid", "random"):  # the same deterministic sequence as an uninterrupted sweep
-        reference = driver(False, ExperimentState(name="x", task=spec.task, primary_metric=spec.primary_metric))
-        reference.folder = tmp_path / "unused"
+        reference = scheduler(False, ExperimentState(name="x", task=spec.task, primary_metric=spec.primary_metric))
         assert [reference.next_child().params for _ in range(6)] == [c.params for c in second.state.children]
     else:
-        study = second.sampler.study
+        study = second.sampler.study  # the study behind the last proposal, rebuilt from the recorded children
         assert len(study.trials) == 6 and study.trials[0].state.name == "COMPLETE"

@@ -14,8 +14,17 @@ from jupyter_avml.errors import AvmlError
 from jupyter_avml.sweep import Experiment, attach
 from jupyter_avml.sweep.sampling import make_sampler
 from jupyter_avml.training.events import RunStarted, read_events
-from tests.sweep.test_experiment import (SMALL, WAIT, assert_no_processes, avml, child_info, kill_leftovers, state_of,
-                                         sweep_processes, wait_for)
+from tests.sweep.test_experiment import (
+    SMALL,
+    WAIT,
+    assert_no_processes,
+    avml,
+    child_info,
+    kill_leftovers,
+    state_of,
+    sweep_processes,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,15 @@ import pytest
 
 from jupyter_avml.errors import ConfigError
 from jupyter_avml.sweep.policies import (
-    BanditPolicy, Decision, EarlyTerminationPolicy, MedianStoppingPolicy, NoTerminationPolicy, TrialHistory,
-    TruncationSelectionPolicy, make_policy)
+    BanditPolicy,
+    Decision,
+    EarlyTerminationPolicy,
+    MedianStoppingPolicy,
+    NoTerminationPolicy,
+    TrialHistory,
+    TruncationSelectionPolicy,
+    make_policy,
+)
 
 FINISH = "finished"
 
@@ -201,7 +208,7 @@ def test_truncation_selection_interval_delay_and_minimise():
 
 
 def test_truncation_selection_percentage_is_floored():
-    values = {t: {1: v} for t, v in zip("ABCDEF", [0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625])}
+    values = {t: {1: v} for t, v in zip("ABCDEF", [0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625], strict=True)}
     script = _interleave(values, {1: "ABCDEF"})
     # 20%: nothing is cut before 5 trials reported; then the worst of 5 (E) and of 6 (F).
     assert _drive(TruncationSelectionPolicy(20), script)[0] == {"E": 1, "F": 1}

@@ -9,11 +9,20 @@ import numpy as np
 import pytest
 
 from jupyter_avml.errors import ConfigError
-from jupyter_avml.sweep.sampling import (
-    BayesianSampler, GridSampler, RandomSampler, Trial, make_sampler)
+from jupyter_avml.sweep.sampling import BayesianSampler, GridSampler, RandomSampler, Trial, make_sampler
 from jupyter_avml.sweep.space import (
-    SearchSpace, choice, lognormal, loguniform, normal, qlognormal, qloguniform, qnormal, quniform, randint,
-    uniform)
+    SearchSpace,
+    choice,
+    lognormal,
+    loguniform,
+    normal,
+    qlognormal,
+    qloguniform,
+    qnormal,
+    quniform,
+    randint,
+    uniform,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -303,37 +312,24 @@ def test_bayesian_records_early_termination_and_pruned_trials_keep_their_last_va
     assert sampler.study.user_attrs["early_termination"] is True
 
 
-def test_bayesian_study_persists_in_sqlite_and_a_second_sampler_continues_it(tmp_path):
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    first = make_sampler("bayesian", SPACE, seed=0, storage=storage, study_name="sweep-1")
+def test_bayesian_a_second_sampler_continues_from_the_recorded_history():
+    """No study is kept anywhere: a new sampler given the recorded trials goes on where the first one was."""
+    first = make_sampler("bayesian", SPACE, seed=0)
     asked = [first.ask() for _ in range(4)]
     for trial in asked[:3]:
         first.tell(trial, _objective(trial.params))
     # asked[3] is left running, as when a kernel dies in the middle of a child run
+    history = first.history()
+    assert [r.state for r in history] == ["complete", "complete", "complete", "running"]
 
-    second = make_sampler("bayesian", SPACE, seed=0, storage=storage, study_name="sweep-1")
-    assert len(second.study.trials) == 4
-    running = second.running_trials()
-    assert [(t.number, t.params) for t in running] == [(3, asked[3].params)]
-    second.tell(running[0], None, state="failed")
-    following = [second.ask() for _ in range(3)]
+    second = make_sampler("bayesian", SPACE, seed=0)
+    following = [second.propose(n, history) for n in (4, 5, 6)]
     assert [t.number for t in following] == [4, 5, 6]
+    assert [t.params for t in following] == [first.propose(n, history).params for n in (4, 5, 6)]
     # the resumed sampler does not replay the first session's start-up configurations
     assert not any(t.params == a.params for t in following for a in asked)
-    other = make_sampler("bayesian", SPACE, seed=0, storage=storage, study_name="sweep-2")
-    assert other.ask().number == 0
-
-
-def test_bayesian_resume_with_the_opposite_direction_is_refused(tmp_path):
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    make_sampler("bayesian", SPACE, storage=storage, study_name="s", direction="minimize")
-    with pytest.raises(ConfigError, match="created to minimize the primary metric, not to maximize"):
-        make_sampler("bayesian", SPACE, storage=storage, study_name="s", direction="maximize")
-
-
-def test_bayesian_storage_needs_a_study_name(tmp_path):
-    with pytest.raises(ValueError, match="study_name is required"):
-        make_sampler("bayesian", SPACE, storage=f"sqlite:///{tmp_path / 'o.db'}")
+    # and the study it derived holds the recorded trials, in order, plus the one it proposed
+    assert [t.state.name for t in second.study.trials] == ["COMPLETE"] * 3 + ["RUNNING", "RUNNING"]
 
 
 def test_sampled_configurations_are_validated_by_the_config_and_failures_are_skipped():

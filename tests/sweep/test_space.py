@@ -13,9 +13,26 @@ import yaml
 
 from jupyter_avml.errors import ConfigError
 from jupyter_avml.sweep.space import (
-    MAX_GRID_SIZE, Choice, LogUniform, LogUniformBoundsWarning, QUniform, SearchSpace, Uniform, choice,
-    lognormal, loguniform, normal, parse_expression, qlognormal, qloguniform, qnormal, quantize, quniform,
-    randint, uniform)
+    MAX_GRID_SIZE,
+    Choice,
+    LogUniform,
+    LogUniformBoundsWarning,
+    QUniform,
+    SearchSpace,
+    Uniform,
+    choice,
+    lognormal,
+    loguniform,
+    normal,
+    parse_expression,
+    qlognormal,
+    qloguniform,
+    qnormal,
+    quantize,
+    quniform,
+    randint,
+    uniform,
+)
 
 # One of each expression kind, written as a user would.
 EXAMPLES = [

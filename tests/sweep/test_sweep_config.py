@@ -235,24 +235,24 @@ def test_budgets(data):
 
 
 def test_an_invalid_sampled_combination_becomes_an_invalid_child(tmp_path, data):
-    """The driver turns a refused configuration into an ``invalid`` child and tells the sampler it failed."""
-    from jupyter_avml.sweep.driver import Driver
+    """The scheduler turns a refused configuration into an ``invalid`` child, which the sampler then learns
+    from the state as failed."""
     from jupyter_avml.sweep.sampling import make_sampler
+    from jupyter_avml.sweep.scheduler import Scheduler, trial_record
     from jupyter_avml.sweep.state import ExperimentState
-    from jupyter_avml.workspace import Workspace
 
     spec = parse_experiment(base(data, sampling="grid", iterations=3, seed=None,
                                  search_space={"learning_rate": choice(0.01, 2.0, 0.02)}))
-    driver = Driver(Workspace.resolve(tmp_path / "ws"), "unit", resume=False)
-    driver.spec = spec
-    driver.sampler = make_sampler("grid", spec.space, seed=None)
-    driver.state = ExperimentState(name="unit", task=spec.task, primary_metric=spec.primary_metric)
-    first, second, third = (driver.next_child() for _ in range(3))
-    assert driver.next_child() is None and driver.exhausted
+    scheduler = Scheduler(spec, ExperimentState(name="unit", task=spec.task, primary_metric=spec.primary_metric),
+                          make_sampler("grid", spec.space, seed=None))
+    scheduler.begin(resume=False, concurrency=1)
+    first, third = scheduler.next_child(), scheduler.next_child()  # the invalid one is closed on the way
+    assert scheduler.next_child() is None and not scheduler.more_to_launch()
+    second = scheduler.state.child(1)
     assert [c.status for c in (first, second, third)] == ["queued", "invalid", "queued"]
     assert second.params == {"learning_rate": 2.0} and second.ended is not None
     assert "learning_rate must be a float in [0, 1], got 2.0" in second.error
-    assert driver.sampler.results == {1: ("failed", None)}
+    assert [trial_record(c).state for c in scheduler.state.children] == ["running", "failed", "running"]
     assert (first.model_name, first.number_of_epochs) == ("resnet18", 15)
 
 
