@@ -43,15 +43,10 @@ def damage_reason(exc: BaseException) -> str:
 def damaged_experiment(name: str, workspace: Workspace, reason: str, command: str = "avml") -> AvmlError:
     """The error for an experiment whose ``state.json`` cannot be read, saying what can still be done."""
     from jupyter_avml.sweep import ExperimentHandle
+    from jupyter_avml.sweep.status import damaged_state_message
 
     folder = ExperimentHandle(name, workspace).folder
-    text = (f"{folder / 'state.json'} is damaged ({reason}): experiment {name!r} cannot be shown, stopped or "
-            f"resumed. Its children's runs are still in {workspace.runs_dir} (`{command} runs list`; register one "
-            f"with `{command} register RUN_ID MODEL_NAME`)")
-    if (folder / "experiment.yaml").is_file():
-        text += (f"; to run it again, submit its configuration under a new name: "
-                 f"`{command} sweep {folder / 'experiment.yaml'} --name NEW_NAME`")
-    return AvmlError(text)
+    return AvmlError(damaged_state_message(folder, f"{folder.state_file} is damaged ({reason})", command))
 
 
 def open_experiment(name: str, workspace: str | Path | Workspace | None, command: str = "avml"):
@@ -64,12 +59,15 @@ def open_experiment(name: str, workspace: str | Path | Workspace | None, command
     AvmlError
         Its ``state.json`` is damaged.
     """
-    from jupyter_avml.sweep import attach
+    from jupyter_avml.sweep import DamagedStateError, attach
+    from jupyter_avml.sweep.status import damaged_state_message
 
     ws = Workspace.resolve(workspace)
     try:
         handle = attach(name, ws)
         handle.state  # noqa: B018 - reading it is the check
+    except DamagedStateError as exc:  # the sweep's words, with this door's commands
+        raise AvmlError(damaged_state_message(exc.folder, exc.what, command)) from None
     except AvmlError:
         raise
     except _DAMAGE as exc:
@@ -83,8 +81,10 @@ def experiment_status(handle) -> str:
 
 
 def resume_hint(name: str, command: str = "avml") -> str:
-    """The line shown under an ``interrupted`` experiment or run."""
-    return f"nothing runs it any more: resume it with `{command} resume {name}`"
+    """The line shown under an ``interrupted`` experiment or run (the sweep's hint, in the user's door)."""
+    from jupyter_avml.sweep import resume_hint as sweep_resume_hint
+
+    return f"nothing runs it any more: {sweep_resume_hint(name, command)}"
 
 
 @dataclass
@@ -103,31 +103,15 @@ class ExperimentRow:
 
 
 def experiment_rows(workspace: str | Path | Workspace | None, command: str = "avml") -> list[ExperimentRow]:
-    """Every experiment of the workspace, oldest first; damaged ones last, marked ``damaged``."""
-    from jupyter_avml.sweep import ExperimentHandle, list_experiments
+    """Every experiment of the workspace, oldest first; those whose state is damaged marked ``damaged``."""
+    from jupyter_avml.sweep import list_experiments
 
-    ws = Workspace.resolve(workspace)
     rows = []
-    for state in list_experiments(ws):
-        if state.status == DAMAGED:  # a lower layer that lists damaged experiments itself
+    for state in list_experiments(Workspace.resolve(workspace), observed=True):
+        if state.status == DAMAGED:
             rows.append(ExperimentRow(state.name, DAMAGED, None, state.error or state.reason))
-            continue
-        try:
-            rows.append(ExperimentRow(state.name, experiment_status(ExperimentHandle(state.name, ws)), state))
-        except AvmlError as exc:
-            rows.append(ExperimentRow(state.name, DAMAGED, None, str(exc)))
-        except _DAMAGE as exc:  # damaged between the listing and this read
-            rows.append(ExperimentRow(state.name, DAMAGED, None,
-                                      str(damaged_experiment(state.name, ws, damage_reason(exc), command))))
-    listed = {row.name for row in rows}
-    if ws.experiments_dir.is_dir():
-        for folder in sorted(ws.experiments_dir.iterdir()):
-            if folder.name in listed or not (folder / "state.json").is_file():
-                continue
-            try:
-                open_experiment(folder.name, ws, command)
-            except AvmlError as exc:
-                rows.append(ExperimentRow(folder.name, DAMAGED, None, str(exc)))
+        else:
+            rows.append(ExperimentRow(state.name, state.status, state))
     return rows
 
 

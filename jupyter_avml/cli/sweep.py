@@ -204,7 +204,7 @@ def sweep_exit_status(result, args) -> int:
         return 0
     if state.status == "failed":
         return 1
-    return 0 if _has_model(result.handle) else 1
+    return 0 if state.succeeded else 1
 
 
 def sweep_failure(result, args) -> str:
@@ -218,15 +218,6 @@ def sweep_failure(result, args) -> str:
         return f"experiment {state.name} failed" + (f": {state.error.splitlines()[0]}" if state.error else "")
     counts = ", ".join(f"{v} {k}" for k, v in sorted(state.counts().items())) or "no children"
     return f"experiment {state.name} ended ({state.status}) with no completed child ({counts})"
-
-
-def _has_model(handle) -> bool:
-    """Whether some child finished with a model (the experiment has a best child)."""
-    try:
-        handle.get_best_child()
-    except NotFoundError:
-        return False
-    return True
 
 
 def follow(handle, quiet: bool = False, poll: float = 1.0, stream=None):

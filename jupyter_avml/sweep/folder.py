@@ -57,11 +57,17 @@ LOG_TAIL_LINES = 15
 
 
 class DamagedStateError(AvmlError):
-    """``state.json`` exists but cannot be read; the message names the file and what can still be done."""
+    """``state.json`` exists but cannot be read; the message names the file and what can still be done.
 
-    def __init__(self, message: str, path: Path):
+    ``what`` says what is wrong with the file; ``folder`` is the experiment's ``ExperimentFolder``, so that a
+    door can say the same in its own words (``status.damaged_state_message(folder, what, command)``).
+    """
+
+    def __init__(self, message: str, path: Path, *, what: str = "", folder: ExperimentFolder | None = None):
         super().__init__(message)
         self.path = path
+        self.what = what
+        self.folder = folder
 
 
 def experiment_dir(workspace_root: str | os.PathLike, name: str) -> Path:
@@ -186,9 +192,9 @@ class ExperimentFolder:
             raise self._damaged(f"{self.state_file} is damaged (not an experiment state: {exc})") from None
 
     def _damaged(self, what: str) -> DamagedStateError:
-        from jupyter_avml.sweep.status import damaged_state_advice
+        from jupyter_avml.sweep.status import damaged_state_message
 
-        return DamagedStateError(f"experiment {self.name!r}: {what}; {damaged_state_advice(self)}", self.state_file)
+        return DamagedStateError(damaged_state_message(self, what), self.state_file, what=what, folder=self)
 
     def write_state(self, state) -> None:
         """Atomically replace ``state.json``."""

@@ -10,7 +10,7 @@ trusting the file alone:
   while no driver runs it becomes ``interrupted``, with ``reason`` saying how to resume it; its running
   children become ``interrupted`` too; ``ended`` is set to the driver's last sign of life
   (``ExperimentFolder.last_seen``), so every clock computed as ``(ended or now) - started`` stops there;
-* ``resume_hint(name)``: how to resume (``avml sweep --resume NAME``, ``attach(NAME).resume()``);
+* ``resume_hint(name)``: how to resume (``avml resume NAME``, ``attach(NAME).resume()``);
 * ``damaged_state_advice`` / ``damaged_placeholder``: what can still be done with an experiment whose
   ``state.json`` cannot be read, and the entry that lists it as ``damaged``.
 """
@@ -25,7 +25,7 @@ from jupyter_avml.sweep.folder import ExperimentFolder
 from jupyter_avml.sweep.state import DAMAGED, INTERRUPTED, ExperimentState
 
 __all__ = ["driver_alive", "observe", "observe_folder", "resume_hint", "damaged_state_advice",
-           "damaged_placeholder"]
+           "damaged_state_message", "damaged_placeholder"]
 
 
 def _process_alive(record: dict) -> bool:
@@ -66,9 +66,9 @@ def driver_alive(folder: ExperimentFolder) -> bool:
     return False
 
 
-def resume_hint(name: str) -> str:
-    """How to resume experiment ``name``, for messages."""
-    return f"resume it with `avml sweep --resume {name}` (in Python: attach({name!r}).resume())"
+def resume_hint(name: str, command: str = "avml") -> str:
+    """How to resume experiment ``name``, for messages; ``command`` is the door (``avml`` or ``%avml``)."""
+    return f"resume it with `{command} resume {name}` (in Python: attach({name!r}).resume())"
 
 
 def observe(state: ExperimentState, *, alive: bool, last_seen: float | None = None) -> ExperimentState:
@@ -108,15 +108,25 @@ def observe_folder(folder: ExperimentFolder, state: ExperimentState | None = Non
     return observe(state, alive=False, last_seen=folder.last_seen())
 
 
-def damaged_state_advice(folder: ExperimentFolder) -> str:
-    """What can still be done with an experiment whose ``state.json`` is damaged."""
+def damaged_state_advice(folder: ExperimentFolder, command: str = "avml") -> str:
+    """What can still be done with an experiment whose ``state.json`` is damaged (``command``: the door, ``avml``
+    or ``%avml``)."""
     name = folder.name
     if driver_alive(folder):
         return (f"its driver is running and rewrites the file at its next change: try again in a moment, or "
-                f"stop it (avml stop {name})")
+                f"stop it (`{command} stop {name}`)")
     runs = folder.path.parent.parent / "runs"
-    return (f"its children's runs are kept in {runs} (each child's run id is in {folder.path / 'children'}/"
-            f"<id>.json) and can be used as runs; to reuse the name {name!r}, delete {folder.path}")
+    text = (f"experiment {name!r} cannot be shown, stopped or resumed. Its children's runs are still in {runs} "
+            f"(`{command} runs list`; register one with `{command} register RUN_ID MODEL_NAME`)")
+    if folder.config_file.is_file():
+        text += (f"; to run it again, submit its configuration under a new name: "
+                 f"`{command} sweep {folder.config_file} --name NEW_NAME`")
+    return text
+
+
+def damaged_state_message(folder: ExperimentFolder, what: str, command: str = "avml") -> str:
+    """The whole message of ``DamagedStateError``: ``what`` is wrong with ``state.json``, and the advice."""
+    return f"{what}: {damaged_state_advice(folder, command)}"
 
 
 def damaged_placeholder(folder: ExperimentFolder, error: Exception) -> ExperimentState:

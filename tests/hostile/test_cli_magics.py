@@ -57,6 +57,7 @@ def test_a_damaged_state_json_is_one_line_in_both_doors(shell, tmp_path, capsys,
     workspace = tmp_path / "ws"
     ScriptedSweep(workspace, "fine", iterations=1).finish()
     broken = ScriptedSweep(workspace, "broken", iterations=1)
+    broken.driver_file(alive=False)  # damaged while no driver runs it (a running driver would rewrite the file)
     (broken.folder / "experiment.yaml").write_text("task: image-classification\n")
     state_file = broken.folder / "state.json"
     state_file.write_bytes(DAMAGED_STATES[damage])

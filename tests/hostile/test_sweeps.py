@@ -71,8 +71,9 @@ def test_a_damaged_state_is_named_with_what_can_still_be_done_everywhere(tmp_pat
             call()
         message = str(info.value)
         assert isinstance(info.value, AvmlError), what
-        assert message.startswith(f"experiment 'bad': {bad.state_file}") and "damaged" in message, (what, message)
-        assert f"delete {bad.path}" in message and str(ws / "runs") in message, (what, message)
+        assert message.startswith(f"{bad.state_file}") and "damaged" in message, (what, message)
+        assert "experiment 'bad' cannot be shown" in message and str(ws / "runs") in message, (what, message)
+        assert "`avml runs list`" in message, (what, message)
     assert "damaged" in repr(handle) and not bad.stop_file.exists()  # nothing was started or stopped
     # the workspace's list still shows it, marked, next to the others
     listed = {s.name: s for s in list_experiments(ws)}
@@ -216,7 +217,7 @@ def test_data_that_does_not_fit_the_task_is_refused_at_submit(tmp_path, shapes):
     ("", "has no rows"),
     ('{"image_url": "images/shape_00000.png", "label": "circle"}\nnot json at all\n',
      r"has 1 row\(s\) that do not fit the task image-classification \(set skip_invalid: 1"),
-    ('{"image_url": "images/nowhere.png", "label": "circle"}\n',
+    ('{"image_url": "images/nowhere.png", "label": "circle"}\n{"image_url": "images/gone.png", "label": "square"}\n',
      r"none of the images .* names can be found(.|\n)*jsonl:1: image_url: no such file .*images/nowhere.png"),
 ])
 def test_broken_data_is_refused_at_submit(tmp_path, shapes, content, needle):
@@ -264,7 +265,7 @@ def test_a_killed_driver_leaves_an_interrupted_experiment_with_stopped_clocks_an
     seen = handle.observed_state
     assert handle.status == "interrupted" and not handle.driver_alive
     assert seen.reason == f"the driver of experiment 'killed' is not running; {resume_hint('killed')}"
-    assert "avml sweep --resume killed" in seen.reason
+    assert "avml resume killed" in seen.reason
     assert seen.ended == heartbeat and seen.children[1].status == "interrupted"
     assert seen.children[1].ended == heartbeat  # its clock stopped when the driver was last seen
     time.sleep(0.05)
@@ -272,7 +273,7 @@ def test_a_killed_driver_leaves_an_interrupted_experiment_with_stopped_clocks_an
     assert seen.children[0].status == "completed"
     assert handle.state.status == "running"  # the file itself is left for the resumed driver
     assert [s.status for s in list_experiments(ws, observed=True)] == ["interrupted"]
-    with pytest.raises(AvmlError, match="resume it with `avml sweep --resume killed`"):
+    with pytest.raises(AvmlError, match="resume it with `avml resume killed`"):
         handle.wait(timeout=5)
     with pytest.raises(AvmlError, match="is not running"):
         handle.stop_child(1)
