@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import textwrap
 
-from jupyter_avml.cli import convert, datasets, demo, experiments, runs, sweep, train, validate
+from jupyter_avml.cli import convert, datasets, demo, experiments, predict, runs, serve, sweep, train, validate
 from jupyter_avml.cli.overrides import SET_ARG
 from jupyter_avml.cli.table import NOTEBOOK, SHELL, Verb, arg, synopsis, usage
 
@@ -30,6 +30,8 @@ VERBS: tuple[Verb, ...] = (
     *demo.VERBS, *validate.VERBS, *convert.VERBS, *datasets.VERBS, *train.VERBS, *runs.VERBS,
     *sweep.VERBS,  # sweep, resume
     *experiments.VERBS,  # list, status, stop, best, register, attach
+    *predict.VERBS,  # predict, score
+    *serve.VERBS,  # serve, deploy, deployments
     HELP,
 )
 

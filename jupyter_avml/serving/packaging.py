@@ -1,0 +1,163 @@
+"""What a finished run leaves beside ``model.pt`` for deployment (``package_model``, called at the end of every run).
+
+* ``mlflow-model/``: the MLflow model (pyfunc flavour, ``serving.pyfunc``) that the model registry points at;
+* ``scoring_file_v_1_0_0.py``: the spec's scoring file (``serving.scoring_file``);
+* ``conda_env_v_1_0_0.yml``: its environment (pinned, ``serving.environment``).
+
+Every file is written atomically (the MLflow model in a temporary folder renamed into place), so a reader never
+sees half a package; packaging again replaces it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from jupyter_avml.fileio import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+MLFLOW_MODEL_DIR = "mlflow-model"
+
+# MLflow's type of each kind of setting (config.params kinds).
+_PARAM_TYPES = {"int": "long", "float": "double", "choice": "string", "grid": "string", "str": "string"}
+
+
+def model_facts(model_file: str | os.PathLike) -> dict[str, Any]:
+    """``task``, ``model_name``, ``labels``, ``family`` and ``settings`` (the inference settings with their
+    training values) of a model file, read without building the model."""
+    import torch
+
+    from jupyter_avml.config import AutoMLImageConfig
+    from jupyter_avml.inference.predictor import SETTINGS_BY_FAMILY
+
+    payload = torch.load(model_file, map_location="cpu", weights_only=True)
+    config = AutoMLImageConfig.from_dict(payload["config"])
+    family = config.model_spec.family
+    settings = {}
+    for name in SETTINGS_BY_FAMILY[family]:
+        value = getattr(config, name, None)
+        settings[name] = list(value) if isinstance(value, tuple) else value
+    return {"task": payload["task"], "model_name": payload["model_name"], "labels": list(payload["class_names"]),
+            "family": family, "settings": settings}
+
+
+def signature(task: str, settings: dict[str, Any]):
+    """The MLflow signature: an ``image`` column of base64 text, the task's output columns, the settings as
+    params with the training values as defaults."""
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, Object, ParamSchema, ParamSpec, Property, Schema
+
+    from jupyter_avml.config.params import PARAMS
+
+    inputs = Schema([ColSpec("string", "image")])
+    if task.startswith("image-classification"):
+        outputs = Schema([ColSpec(Array("double"), "probs"), ColSpec(Array("string"), "labels")])
+    else:
+        box = Object([Property(side, "double") for side in ("topX", "topY", "bottomX", "bottomY")])
+        properties = [Property("box", box), Property("label", "string"), Property("score", "double")]
+        if task == "image-instance-segmentation":
+            properties.append(Property("polygon", Array(Array("double"))))
+        outputs = Schema([ColSpec(Array(Object(properties)), "boxes")])
+    specs = []
+    for name, value in settings.items():
+        kind = _PARAM_TYPES.get(PARAMS[name].kind, "string")
+        if value is None or kind == "string":
+            value = "" if value is None else (f"({value[0]}, {value[1]})" if isinstance(value, list) else str(value))
+            kind = "string"
+        specs.append(ParamSpec(name, kind, value))
+    return ModelSignature(inputs=inputs, outputs=outputs, params=ParamSchema(specs))
+
+
+def input_example():
+    """One generated image, as the model's input table."""
+    import base64
+
+    import pandas as pd
+
+    from jupyter_avml.serving.client import probe_image_bytes
+
+    return pd.DataFrame({"image": [base64.b64encode(probe_image_bytes(32)).decode("ascii")]})
+
+
+def package_model(outputs_dir: str | os.PathLike, model_file: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Write the MLflow model, the scoring file and the environment file of ``model_file`` (default:
+    ``outputs_dir/model.pt``) into ``outputs_dir``; returns their paths."""
+    from jupyter_avml.serving.environment import conda_environment_text, inference_requirements
+    from jupyter_avml.serving.scoring_file import ENVIRONMENT_FILE, SCORING_FILE, scoring_file_text
+
+    outputs = Path(outputs_dir)
+    model_file = Path(model_file) if model_file is not None else outputs / "model.pt"
+    facts = model_facts(model_file)
+    requirements = inference_requirements(facts["family"])
+    files = {
+        "scoring_file": atomic_write_text(outputs / SCORING_FILE,
+                                          scoring_file_text(facts["task"], facts["model_name"], facts["settings"])),
+        "environment": atomic_write_text(outputs / ENVIRONMENT_FILE, conda_environment_text(requirements)),
+        "mlflow_model": save_mlflow_model(outputs / MLFLOW_MODEL_DIR, model_file, facts, requirements),
+    }
+    return files
+
+
+def save_mlflow_model(target: Path, model_file: Path, facts: dict[str, Any], requirements: list[str]) -> Path:
+    """The pyfunc model folder ``target`` (replaced atomically when it exists)."""
+    import mlflow.pyfunc
+
+    from jupyter_avml import __version__
+    from jupyter_avml.serving.pyfunc import MODEL_ARTIFACT, AvmlImageModel
+
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        folder = staging / "model"
+        with _quiet_mlflow():
+            mlflow.pyfunc.save_model(
+                str(folder), python_model=AvmlImageModel(), artifacts={MODEL_ARTIFACT: str(model_file)},
+                signature=signature(facts["task"], facts["settings"]), input_example=input_example(),
+                pip_requirements=requirements,
+                metadata={"task": facts["task"], "model_name": facts["model_name"], "labels": facts["labels"],
+                          "jupyter_avml_version": __version__})
+        _link_instead_of_copy(folder / "artifacts" / model_file.name, model_file)
+        if target.exists():
+            os.replace(target, staging / "replaced")  # removed with the staging folder
+        os.replace(folder, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _link_instead_of_copy(copy: Path, original: Path) -> None:
+    """Replace MLflow's copy of the weights by a hard link to the run's file (same bytes, no second copy on
+    disk); keep the copy where links are not possible (another file system)."""
+    link = copy.with_name(copy.name + ".link")
+    try:
+        os.link(original, link)
+    except OSError:
+        return
+    os.replace(link, copy)
+
+
+@contextlib.contextmanager
+def _quiet_mlflow():
+    """MLflow logs its steps at INFO, shows a progress bar for copying the weights and suggests type hints that
+    this model does not use (its signature is given)."""
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    bar = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*type hints.*")
+            yield
+    finally:
+        logger.setLevel(level)
+        if bar is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = bar
