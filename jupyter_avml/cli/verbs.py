@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import textwrap
 
-from jupyter_avml.cli import convert, datasets, demo, experiments, predict, runs, serve, sweep, train, validate
+from jupyter_avml.cli import convert, datasets, demo, experiments, export, predict, runs, serve, sweep, train, validate
 from jupyter_avml.cli.overrides import SET_ARG
 from jupyter_avml.cli.table import NOTEBOOK, SHELL, Verb, arg, synopsis, usage
 
@@ -32,6 +32,7 @@ VERBS: tuple[Verb, ...] = (
     *experiments.VERBS,  # list, status, stop, best, register, attach
     *predict.VERBS,  # predict, score
     *serve.VERBS,  # serve, deploy, deployments
+    *export.VERBS,
     HELP,
 )
 
