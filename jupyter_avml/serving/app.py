@@ -32,6 +32,7 @@ log = logging.getLogger("jupyter_avml.serving")
 # An oversized body is still read (and dropped) up to this size or 4 times the limit, within the body timeout:
 # most clients send the whole body before reading the answer, and would otherwise see a reset, not the 413.
 DRAIN_BYTES = 64 * 1024 * 1024
+INLINE_PARSE_BYTES = 256 * 1024  # JSON bodies up to this size are parsed on the event loop (well under 1 ms)
 
 
 class _Service:
@@ -99,8 +100,6 @@ class _Service:
         """The answer to a scoring request and its number of images."""
         from starlette.concurrency import run_in_threadpool
 
-        from jupyter_avml.serving.decode import decode_image
-
         self.check_key(request)
         kind = check_content_type(request.headers.get("content-type"))
         with self.batcher.arriving():
@@ -109,14 +108,15 @@ class _Service:
             except asyncio.TimeoutError:
                 raise RequestError(408, "body_timeout", f"the request body took more than "
                                                         f"{self.limits.body_timeout_s:g} s to arrive") from None
-            parsed = parse_request(kind, body, dict(request.query_params), self.limits.max_images_per_request)
+            query = dict(request.query_params)
+            limit = self.limits.max_images_per_request
+            if kind == "json" and len(body) > INLINE_PARSE_BYTES:  # a large JSON body is parsed off the loop
+                parsed = await run_in_threadpool(parse_request, kind, body, query, limit)
+            else:
+                parsed = parse_request(kind, body, query, limit)
             key = self.model.settings_key(parsed.settings)
-            max_pixels = self.limits.max_image_pixels
-            images = await run_in_threadpool(
-                lambda: [decode_image(data, parsed.image_label(i), max_pixels) for i, data in enumerate(parsed.images)])
-        if parsed.filename:
-            for image in images:
-                image.filename = parsed.filename
+        # Decoded on the batch's worker thread (MicroBatcher.prepare): (bytes, how messages name it, filename).
+        images = [(data, parsed.image_label(i), parsed.filename) for i, data in enumerate(parsed.images)]
         results = await self.batcher.submit(key, images)
         if parsed.form == MLFLOW:
             return {"predictions": [{k: v for k, v in r.items() if k != "filename"} for r in results]}, len(images)
@@ -152,6 +152,7 @@ def create_app(model, *, key: str | None = None, limits: ServiceLimits | None = 
     from starlette.routing import Route
 
     from jupyter_avml.serving.batching import MicroBatcher
+    from jupyter_avml.serving.decode import decode_image
     from jupyter_avml.serving.model_source import as_request_error
 
     service = _Service(model, key, limits or ServiceLimits())
@@ -220,9 +221,19 @@ def create_app(model, *, key: str | None = None, limits: ServiceLimits | None = 
         return JSONResponse({"error": {"code": code, "message": message}}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
+    max_pixels = service.limits.max_image_pixels
+
+    def decode(item):
+        data, label, filename = item
+        image = decode_image(data, label, max_pixels)
+        if filename:
+            image.filename = filename
+        return image
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        service.batcher = MicroBatcher(service.model.predict, max_batch_size=service.limits.max_batch_size,
+        service.batcher = MicroBatcher(service.model.predict, prepare=decode,
+                                       max_batch_size=service.limits.max_batch_size,
                                        max_wait_s=service.limits.max_batch_wait_s)
         try:
             yield

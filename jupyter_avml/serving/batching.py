@@ -6,11 +6,13 @@ no waiting at all, and N concurrent clients share forward passes instead of queu
 batch of 8 costs much less than 8 batches of 1).
 
 The batch also waits up to ``max_wait_s`` for requests that have arrived but whose bodies are still being read
-or decoded (``arriving``): they would otherwise just miss it. A request alone never waits.
+(``arriving``): they would otherwise just miss it. A request alone never waits.
 
 Batches run on one worker thread: the event loop keeps accepting, reading and answering requests meanwhile,
 and the model (not thread-safe, and already using every core through its own threads) sees one batch at a time.
-A batch that fails is retried request by request, so that one request's failure is only its own.
+Each job's items are first ``prepare``-d there (image decoding: one hand-over between threads per batch, not
+two per request); a job whose preparation fails gets its own error and the batch goes on without it. A batch
+that fails is retried request by request, so that one request's failure is only its own.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ log = logging.getLogger("jupyter_avml.serving")
 
 #: ``run_batch(key, items) -> results``: one result per item, in order; runs on the worker thread.
 RunBatch = Callable[[Hashable, Sequence[Any]], Sequence[Any]]
+#: ``prepare(item) -> item``: what an item becomes before it is batched (on the worker thread); may raise.
+Prepare = Callable[[Any], Any]
 
 
 @dataclass
@@ -35,6 +39,7 @@ class _Job:
     key: Hashable
     items: list[Any]
     future: asyncio.Future
+    prepared: bool = False
 
 
 @dataclass
@@ -50,8 +55,10 @@ class BatchStats:
 class MicroBatcher:
     """Gathers concurrent jobs into batches (see the module docstring). Create it inside a running loop."""
 
-    def __init__(self, run_batch: RunBatch, *, max_batch_size: int = 8, max_wait_s: float = 0.01):
+    def __init__(self, run_batch: RunBatch, *, prepare: Prepare | None = None, max_batch_size: int = 8,
+                 max_wait_s: float = 0.01):
         self.run_batch = run_batch
+        self.prepare = prepare
         self.max_batch_size = max(1, int(max_batch_size))
         self.max_wait_s = max(0.0, float(max_wait_s))
         self.stats = BatchStats()
@@ -135,10 +142,9 @@ class MicroBatcher:
         return [job for job in batch if not job.future.done()]
 
     async def _run(self, batch: list[_Job]) -> None:
-        items = [item for job in batch for item in job.items]
         loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(self._executor, self.run_batch, batch[0].key, items)
+            failed, results = await loop.run_in_executor(self._executor, self._work, batch)
         except Exception as exc:  # noqa: BLE001 - handed to the requests that caused it
             if len(batch) > 1:
                 for job in batch:  # alone, so that each request gets its own outcome
@@ -146,14 +152,34 @@ class MicroBatcher:
                 return
             _settle(batch[0].future, error=exc)
             return
-        self.stats.batches += 1
-        self.stats.images += len(items)
-        self.stats.requests += len(batch)
-        self.stats.largest_batch = max(self.stats.largest_batch, len(items))
-        start = 0
+        done = [job for job in batch if id(job) not in failed]
         for job in batch:
+            if id(job) in failed:
+                _settle(job.future, error=failed[id(job)])
+        images = sum(len(job.items) for job in done)
+        if done:
+            self.stats.batches += 1
+            self.stats.images += images
+            self.stats.requests += len(done)
+            self.stats.largest_batch = max(self.stats.largest_batch, images)
+        start = 0
+        for job in done:
             _settle(job.future, result=list(results[start:start + len(job.items)]))
             start += len(job.items)
+
+    def _work(self, batch: list[_Job]) -> tuple[dict[int, BaseException], Sequence[Any]]:
+        """On the worker thread: prepare each job (its failure is its own), then run the batch."""
+        failed: dict[int, BaseException] = {}
+        for job in batch:
+            if self.prepare is None or job.prepared:
+                continue
+            try:
+                job.items = [self.prepare(item) for item in job.items]
+                job.prepared = True
+            except Exception as exc:  # noqa: BLE001 - this job's answer
+                failed[id(job)] = exc
+        items = [item for job in batch if id(job) not in failed for item in job.items]
+        return failed, (self.run_batch(batch[0].key, items) if items else [])
 
     async def close(self) -> None:
         """Stop taking batches; the requests still queued get an error."""

@@ -130,3 +130,27 @@ def test_a_request_cancelled_before_its_batch_is_dropped():
 
     assert run(scenario()) == [20]
     assert [items for _, items in model.batches] == [[0], [2]]
+
+
+def test_items_are_prepared_on_the_worker_and_a_failed_preparation_is_only_its_jobs():
+    model = StandIn(seconds=0.1)
+
+    def prepare(item):
+        if item == "undecodable":
+            raise ValueError("not an image")
+        return int(item)
+
+    async def scenario():
+        batcher = MicroBatcher(model, prepare=prepare, max_batch_size=8, max_wait_s=0.0)
+        first = asyncio.create_task(batcher.submit((), ["0"]))
+        await asyncio.sleep(0.03)
+        jobs = [asyncio.create_task(batcher.submit((), items)) for items in (["1", "2"], ["undecodable"], ["3"])]
+        outcomes = await asyncio.gather(first, *jobs, return_exceptions=True)
+        await batcher.close()
+        return outcomes
+
+    first, good, bad, other = run(scenario())
+    assert (first, good, other) == ([0], [10, 20], [30])
+    assert isinstance(bad, ValueError)
+    assert model.batches == [((), [0]), ((), [1, 2, 3])], "prepared once, the failed job left out"
+    assert model.threads == {"avml-predict_0"}
