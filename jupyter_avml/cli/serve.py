@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
-from jupyter_avml.cli.table import SHELL, Verb, add_verbs, arg
+from jupyter_avml.cli.table import NOTEBOOK, SHELL, Verb, add_verbs, arg
 
 MODEL_ARG = arg("model", metavar="MODEL",
                 help="a registered model name, models:/NAME/VERSION, a run id (or a 6+ character prefix) or a path "
@@ -99,6 +99,14 @@ def deploy_text(deployment, args, door) -> None:
     print(f"answer: {_short(tested.get('prediction'))}")
 
 
+def deploy_display(deployment, args, door) -> None:
+    """The notebook's form: the same text, and the deployment in the variable ``--var`` names (its ``url``,
+    ``score_url``, ``key``, ``snippet()``)."""
+    if getattr(args, "var", None):
+        door.bind(args.var, deployment)
+    deploy_text(deployment, args, door)
+
+
 def _short(value, limit: int = 300) -> str:
     import json
 
@@ -151,8 +159,10 @@ VERBS = (
                arg("--no-key", action="store_true", help="serve without a key"),
                arg("--image", default=None, metavar="IMAGE", help="the image of the test request (default: a "
                                                                   "generated one)"),
+               arg("--var", default=None, metavar="VAR", doors={NOTEBOOK},
+                   help="put the deployment (url, score_url, key, snippet()) in the Python variable VAR"),
                DEVICE_ARG, *LIMIT_ARGS),
-         text=deploy_text, json=lambda deployment, args: {**deployment.to_dict(), "key": deployment.key}),
+         text=deploy_text, display=deploy_display, json=lambda deployment, args: {**deployment.to_dict(), "key": deployment.key}),
     Verb("deployments", "the deployments of the workspace: name, status, URL, model", deployments_verb,
          text=deployments_text, json=lambda items, args: [item.to_dict() for item in items]),
 )

@@ -174,7 +174,7 @@ def default_name(reference: str) -> str:
         text = text[len("models:/"):].split("/")[0]
     else:
         path = Path(text)
-        parts = [p for p in path.parts if p not in ("outputs", "model.pt", "mlflow-model", "onnx")]
+        parts = [p for p in path.parts if p not in ("outputs", "model.pt", "onnx")]
         text = parts[-1] if parts else "model"
         text = text[:-3] if text.endswith(".pt") else text
     cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", text).strip("-._")[:100]

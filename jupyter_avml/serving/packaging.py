@@ -1,11 +1,15 @@
 """What a finished run leaves beside ``model.pt`` for deployment (``package_model``, called at the end of every run).
 
-* ``mlflow-model/``: the MLflow model (pyfunc flavour, ``serving.pyfunc``) that the model registry points at;
+* the run's ``outputs/`` folder becomes an MLflow model (pyfunc flavour, ``serving.pyfunc``): MLflow's files
+  (``MLMODEL_FILES``: ``MLmodel``, ``python_model.pkl``, ``requirements.txt``, ``conda.yaml``,
+  ``python_env.yaml``, ``input_example.json``, ``serving_input_example.json``) are written beside ``model.pt``,
+  which is the model's artifact where it lies. The weights are never copied: a second copy would double every
+  run's size on disk and in the artifact store, and the model registry points at the folder;
 * ``scoring_file_v_1_0_0.py``: the spec's scoring file (``serving.scoring_file``);
 * ``conda_env_v_1_0_0.yml``: its environment (pinned, ``serving.environment``).
 
-Every file is written atomically (the MLflow model in a temporary folder renamed into place), so a reader never
-sees half a package; packaging again replaces it.
+Every file is written atomically (MLflow's in a staging folder, then each renamed into place), so a reader never
+sees half a file; packaging again replaces them.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from jupyter_avml.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-MLFLOW_MODEL_DIR = "mlflow-model"
+MLMODEL_FILES = ("python_model.pkl", "requirements.txt", "conda.yaml", "python_env.yaml", "input_example.json",
+                 "serving_input_example.json", "MLmodel")  # MLmodel last: a folder with it is a complete model
 
 # MLflow's type of each kind of setting (config.params kinds).
 _PARAM_TYPES = {"int": "long", "float": "double", "choice": "string", "grid": "string", "str": "string"}
@@ -100,46 +105,45 @@ def package_model(outputs_dir: str | os.PathLike, model_file: str | os.PathLike 
         "scoring_file": atomic_write_text(outputs / SCORING_FILE,
                                           scoring_file_text(facts["task"], facts["model_name"], facts["settings"])),
         "environment": atomic_write_text(outputs / ENVIRONMENT_FILE, conda_environment_text(requirements)),
-        "mlflow_model": save_mlflow_model(outputs / MLFLOW_MODEL_DIR, model_file, facts, requirements),
+        "mlflow_model": save_mlflow_model(outputs, model_file, facts, requirements),
     }
     return files
 
 
-def save_mlflow_model(target: Path, model_file: Path, facts: dict[str, Any], requirements: list[str]) -> Path:
-    """The pyfunc model folder ``target`` (replaced atomically when it exists)."""
+def save_mlflow_model(folder: Path, model_file: Path, facts: dict[str, Any], requirements: list[str]) -> Path:
+    """Make ``folder`` (which holds ``model_file``) an MLflow pyfunc model whose artifact is ``model_file``."""
     import mlflow.pyfunc
+    from mlflow.models import Model
 
     from jupyter_avml import __version__
     from jupyter_avml.serving.pyfunc import MODEL_ARTIFACT, AvmlImageModel
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=".mlflow-model.", dir=folder))
     try:
-        folder = staging / "model"
+        # MLflow copies every artifact into the model it saves: it is given an empty stand-in, and the saved
+        # model then names the real file, beside MLmodel.
+        stand_in = staging / model_file.name
+        stand_in.touch()
+        built = staging / "model"
         with _quiet_mlflow():
             mlflow.pyfunc.save_model(
-                str(folder), python_model=AvmlImageModel(), artifacts={MODEL_ARTIFACT: str(model_file)},
+                str(built), python_model=AvmlImageModel(), artifacts={MODEL_ARTIFACT: str(stand_in)},
                 signature=signature(facts["task"], facts["settings"]), input_example=input_example(),
                 pip_requirements=requirements,
                 metadata={"task": facts["task"], "model_name": facts["model_name"], "labels": facts["labels"],
                           "jupyter_avml_version": __version__})
-        _link_instead_of_copy(folder / "artifacts" / model_file.name, model_file)
-        if target.exists():
-            os.replace(target, staging / "replaced")  # removed with the staging folder
-        os.replace(folder, target)
+        model = Model.load(str(built / "MLmodel"))
+        relative = os.path.relpath(model_file, folder)
+        model.flavors["python_function"]["artifacts"][MODEL_ARTIFACT] = {"path": relative, "uri": str(model_file)}
+        model.model_size_bytes = model_file.stat().st_size + sum(
+            (built / name).stat().st_size for name in MLMODEL_FILES if (built / name).is_file() and name != "MLmodel")
+        model.save(str(built / "MLmodel"))
+        for name in MLMODEL_FILES:
+            if (built / name).is_file():
+                os.replace(built / name, folder / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-def _link_instead_of_copy(copy: Path, original: Path) -> None:
-    """Replace MLflow's copy of the weights by a hard link to the run's file (same bytes, no second copy on
-    disk); keep the copy where links are not possible (another file system)."""
-    link = copy.with_name(copy.name + ".link")
-    try:
-        os.link(original, link)
-    except OSError:
-        return
-    os.replace(link, copy)
+    return folder
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""The MLflow model of a run: a pyfunc flavour around ``model.pt`` (``outputs/mlflow-model/``).
+"""The MLflow model of a run: a pyfunc flavour around ``model.pt`` (the run's ``outputs/`` folder).
 
 Input: a table with a column ``image`` of base64-encoded image files (bytes are accepted too). Output: one row
 per image in the spec's inference format: ``probs`` and ``labels`` (classification), ``boxes`` (detection and
@@ -8,10 +8,10 @@ segmentation, each ``{"box", "label", "score"}``, plus ``polygon`` for segmentat
     model = mlflow.pyfunc.load_model("models:/NAME/1")
     model.predict(pandas.DataFrame({"image": [base64_text]}), params={"box_score_thresh": 0.5})
 
-The model folder holds ``MLmodel`` (signature, params schema, input example, ``metadata``: task, model name,
+The folder holds ``MLmodel`` (signature, params schema, input example, ``metadata``: task, model name,
 labels), ``requirements.txt``/``conda.yaml``/``python_env.yaml`` (pinned, ``serving.environment``) and
-``artifacts/model.pt`` (a hard link to the run's ``model.pt`` where the file system allows, else a copy).
-Loading it imports ``jupyter_avml`` (listed in its requirements); nothing is downloaded.
+``model.pt``, the artifact (``serving.packaging``). Loading it imports ``jupyter_avml`` (listed in its
+requirements); nothing is downloaded.
 """
 
 from __future__ import annotations

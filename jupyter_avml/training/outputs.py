@@ -6,8 +6,8 @@
 * ``confusion_matrix.json`` (multi-class), ``pr_curves.json`` (every task): the data behind the plots;
 * ``loss_curve.png``, ``metric_curve.png``, ``confusion_matrix.png``, ``pr_curves.png`` (matplotlib);
 * ``config.yaml``: the resolved configuration;
-* ``mlflow-model/``, ``scoring_file_v_1_0_0.py``, ``conda_env_v_1_0_0.yml``: the model packaged for deployment
-  (``serving.packaging``).
+* ``MLmodel`` and MLflow's files (the folder is an MLflow pyfunc model around ``model.pt``),
+  ``scoring_file_v_1_0_0.py``, ``conda_env_v_1_0_0.yml``: the model packaged for deployment (``serving.packaging``).
 """
 
 from __future__ import annotations

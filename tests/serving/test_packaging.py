@@ -38,7 +38,7 @@ def packaged(tmp_path_factory):
 
 def test_the_package_describes_the_model_and_pins_its_environment(packaged):
     outputs = packaged["image-object-detection"]
-    model_dir = outputs / "mlflow-model"
+    model_dir = outputs  # the run's outputs folder is the MLflow model
     mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
     assert mlmodel["metadata"]["task"] == "image-object-detection" and mlmodel["metadata"]["labels"] == CLASSES
     assert json.loads(mlmodel["signature"]["inputs"]) == [{"type": "string", "name": "image", "required": True}]
@@ -53,16 +53,16 @@ def test_the_package_describes_the_model_and_pins_its_environment(packaged):
     assert f"jupyter_avml=={metadata.version('jupyter_avml')}" in requirements
     environment = yaml.safe_load((outputs / "conda_env_v_1_0_0.yml").read_text())
     assert f"torchvision=={metadata.version('torchvision')}" in environment["dependencies"][-1]["pip"]
-    # the weights are the run's file (a hard link here), not a second copy
-    assert os.path.samefile(model_dir / "artifacts" / "model.pt", outputs / "model.pt")
+    # the weights are the run's file, not a second copy
+    assert mlmodel["flavors"]["python_function"]["artifacts"]["model"]["path"] == "model.pt"
+    assert not (model_dir / "artifacts").exists()
 
 
 def test_packaging_again_replaces_the_package(packaged):
     outputs = packaged["image-classification"]
-    marker = outputs / "mlflow-model" / "stale.txt"
-    marker.write_text("from an earlier package")
+    (outputs / "MLmodel").write_text("damaged")
     package_model(outputs)
-    assert not marker.exists() and (outputs / "mlflow-model" / "MLmodel").is_file()
+    assert yaml.safe_load((outputs / "MLmodel").read_text())["metadata"]["task"] == "image-classification"
     assert not [p for p in outputs.iterdir() if p.name.startswith(".")], "no staging folder left behind"
 
 
@@ -82,7 +82,7 @@ def test_pyfunc_round_trip_for_each_task_in_a_fresh_process(packaged, tmp_path):
                          "params": model.predict(table, params=params).to_dict(orient="records") if params else None}
         print(json.dumps(out))
     """)
-    folders = json.dumps({name: str(outputs / "mlflow-model") for name, outputs in packaged.items()})
+    folders = json.dumps({name: str(outputs) for name, outputs in packaged.items()})
     env = {**os.environ, "PYTHONPATH": str(REPO), "AVML_DEVICE": "cpu", "MLFLOW_DISABLE_TELEMETRY": "true"}
     done = subprocess.run([sys.executable, "-c", script, folders, encoded], capture_output=True, text=True,
                           timeout=300, env=env, cwd=tmp_path)
@@ -148,7 +148,7 @@ def test_a_run_leaves_the_package_beside_its_model(tmp_path, workspace):
                                pretrained=0, number_of_epochs=1, train_crop_size=32, valid_resize_size=32,
                                valid_crop_size=32, training_batch_size=8, device="cpu", cpu_threads=1)
     outputs = Path(train(config).output_dir)
-    for name in ("model.pt", "scoring_file_v_1_0_0.py", "conda_env_v_1_0_0.yml", "mlflow-model/MLmodel",
-                 "mlflow-model/artifacts/model.pt"):
+    for name in ("model.pt", "scoring_file_v_1_0_0.py", "conda_env_v_1_0_0.yml", "MLmodel", "python_model.pkl",
+                 "requirements.txt"):
         assert (outputs / name).is_file(), name
     assert "'valid_crop_size': 32," in (outputs / "scoring_file_v_1_0_0.py").read_text()
