@@ -1,12 +1,14 @@
 """The MLflow Model Registry: register a run's (or an experiment's best child's) model, get it back by URI.
 
-A registered model ``NAME`` has versions 1, 2, ... Each version points at the run's ``outputs/model.pt``
-artifact and carries tags a deployment needs without opening the file: ``task``, ``model_name``,
-``primary_metric``, ``primary_metric_value``, ``labels`` (the class names, JSON), ``config`` (the resolved
-configuration, JSON) and, for sweep children, ``avml.experiment``/``avml.child``.
+A registered model ``NAME`` has versions 1, 2, ... Each version points at the run's ``outputs`` artifact folder,
+an MLflow pyfunc model around ``model.pt`` (``serving.packaging``), so that
+``mlflow.pyfunc.load_model("models:/NAME/VERSION")`` loads it. A version carries tags a deployment needs without
+opening the file: ``task``, ``model_name``, ``primary_metric``, ``primary_metric_value``, ``labels`` (the class
+names, JSON), ``config`` (the resolved configuration, JSON) and, for sweep children,
+``avml.experiment``/``avml.child``.
 
 ``load_model("models:/NAME/VERSION")`` (or ``models:/NAME/latest``) resolves through
-``download_registered_model``: the artifact file itself when it is local, else a copy downloaded into
+``download_registered_model``: the artifact's ``model.pt`` itself when it is local, else a copy downloaded into
 ``<workspace>/cache/models/NAME/VERSION/``.
 """
 
@@ -104,7 +106,7 @@ def register_run_model(run_id: str, name: str, *, workspace: str | os.PathLike |
     metrics = _read_json(run_dir / "outputs" / "metrics.json", {})
     tracker = _tracker(ws, config.get("tracking_uri"))
     client = tracker.client
-    source = _artifact_source(tracker, run_id, model_file)
+    source = _mlflow_model_source(tracker, run_id, model_file.parent)
 
     from mlflow.exceptions import MlflowException
 
@@ -130,18 +132,23 @@ def register_run_model(run_id: str, name: str, *, workspace: str | os.PathLike |
     return int(version.version)
 
 
-def _artifact_source(tracker, run_id: str, model_file: Path) -> str:
-    """The URI of the run's ``outputs/model.pt`` artifact, logging it first if the run never did."""
+def _mlflow_model_source(tracker, run_id: str, outputs: Path) -> str:
+    """The URI of the run's ``outputs`` artifact folder, which is an MLflow model around ``model.pt``
+    (``serving.packaging``); a run packaged or logged before that is packaged and logged first."""
+    if not (outputs / "MLmodel").is_file():
+        from jupyter_avml.serving.packaging import package_model
+
+        package_model(outputs)
     run = tracker.get_run(run_id)
-    base = run.info.artifact_uri.rstrip("/")
-    source = f"{base}/{MODEL_ARTIFACT}"
+    source = f"{run.info.artifact_uri.rstrip('/')}/outputs"
     local = _local_path(source)
-    if local is not None and not local.is_file():
-        tracker.client.log_artifact(run_id, str(model_file), "outputs")
-    elif local is None:
+    if local is not None:
+        logged = (local / "MLmodel").is_file() and (local / "model.pt").is_file()
+    else:
         listed = {f.path for f in tracker.client.list_artifacts(run_id, "outputs")}
-        if MODEL_ARTIFACT not in listed:
-            tracker.client.log_artifact(run_id, str(model_file), "outputs")
+        logged = {"outputs/MLmodel", MODEL_ARTIFACT} <= listed
+    if not logged:
+        tracker.client.log_artifacts(run_id, str(outputs), "outputs")
     return source
 
 
@@ -183,6 +190,8 @@ def download_registered_model(uri: str, workspace: str | os.PathLike | Workspace
         raise NotFoundError(f"cannot read {uri}: {exc}") from None
     source = model_version.source
     local = _local_path(source)
+    if local is not None and local.is_dir() and (local / "model.pt").is_file():  # an MLflow model folder
+        return local / "model.pt"
     if local is not None and local.is_file():
         return local
     target = ws.ensure("cache", "models", _safe(name), str(number))

@@ -64,45 +64,6 @@ def test_packaging_again_replaces_the_package(packaged):
     assert not [p for p in outputs.iterdir() if p.name.startswith(".")], "no staging folder left behind"
 
 
-def test_pyfunc_round_trip_for_each_task_in_a_fresh_process(packaged, tmp_path):
-    data = image_bytes(seed=3)
-    encoded = base64.b64encode(data).decode()
-    script = textwrap.dedent("""
-        import json, sys
-        import mlflow.pyfunc, pandas as pd
-        out = {}
-        for name, folder in json.loads(sys.argv[1]).items():
-            model = mlflow.pyfunc.load_model(folder)
-            table = pd.DataFrame({"image": [sys.argv[2], sys.argv[2]]})
-            params = {"box_detections_per_img": 1} if name == "image-object-detection" else None
-            out[name] = {"default": model.predict(table).to_dict(orient="records"),
-                         "params": model.predict(table, params=params).to_dict(orient="records") if params else None}
-        print(json.dumps(out))
-    """)
-    folders = json.dumps({name: str(outputs) for name, outputs in packaged.items()})
-    env = {**os.environ, "PYTHONPATH": str(REPO), "AVML_DEVICE": "cpu", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    done = subprocess.run([sys.executable, "-c", script, folders, encoded], capture_output=True, text=True,
-                          timeout=300, env=env, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    answers = json.loads(done.stdout.strip().splitlines()[-1])
-    for name, outputs in packaged.items():
-        expected = load_model(outputs, device="cpu").predict(data)
-        rows = answers[name]["default"]
-        assert len(rows) == 2 and rows[0] == rows[1]
-        if name.startswith("image-classification"):
-            assert set(rows[0]) == {"probs", "labels"} and rows[0]["labels"] == CLASSES
-            assert rows[0]["probs"] == pytest.approx(expected["probs"], abs=1e-5)
-        else:
-            assert set(rows[0]) == {"boxes"}
-            assert [b["label"] for b in rows[0]["boxes"]] == [b["label"] for b in expected["boxes"]]
-            assert [b["score"] for b in rows[0]["boxes"]] == pytest.approx([b["score"] for b in expected["boxes"]],
-                                                                          abs=1e-4)
-            if name == "image-instance-segmentation":
-                assert all("polygon" in b for b in rows[0]["boxes"])
-        if answers[name]["params"]:
-            assert len(expected["boxes"]) > 1 and len(answers[name]["params"][0]["boxes"]) == 1
-
-
 def test_the_scoring_file_answers_requests_and_its_model_settings_change_inference(packaged, tmp_path):
     outputs = packaged["image-object-detection"]
     scoring = outputs / "scoring_file_v_1_0_0.py"
@@ -134,17 +95,89 @@ def test_the_scoring_file_answers_requests_and_its_model_settings_change_inferen
     assert len(answer["boxes"]) == 1 and answer["boxes"][0]["score"] == pytest.approx(expected["boxes"][0]["score"])
 
 
-def test_a_run_leaves_the_package_beside_its_model(tmp_path, workspace):
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, empty_tracking_db):
+    """A tiny classification run (1 epoch, 12 images of 32 px) in its own workspace: ``(workspace, summary)``."""
+    import shutil
+
     from jupyter_avml.config import AutoMLImageConfig
     from jupyter_avml.data.shapes import make_shapes
     from jupyter_avml.training.run import train
 
-    data = make_shapes(tmp_path / "data", "image-classification", n=12, size=32, seed=0, color_by_class=True)
+    root = tmp_path_factory.mktemp("trained")
+    workspace = root / "ws"
+    workspace.mkdir()
+    shutil.copyfile(empty_tracking_db, workspace / "mlflow.db")
+    data = make_shapes(root / "data", "image-classification", n=12, size=32, seed=0, color_by_class=True)
     config = AutoMLImageConfig(task="image-classification", training_data=str(data), model_name="resnet18",
                                pretrained=0, number_of_epochs=1, train_crop_size=32, valid_resize_size=32,
                                valid_crop_size=32, training_batch_size=8, device="cpu", cpu_threads=1)
-    outputs = Path(train(config).output_dir)
+    return workspace, train(config, workspace=workspace)
+
+
+def test_a_run_leaves_the_package_beside_its_model(trained_run):
+    _, summary = trained_run
+    outputs = Path(summary.output_dir)
     for name in ("model.pt", "scoring_file_v_1_0_0.py", "conda_env_v_1_0_0.yml", "MLmodel", "python_model.pkl",
                  "requirements.txt"):
         assert (outputs / name).is_file(), name
     assert "'valid_crop_size': 32," in (outputs / "scoring_file_v_1_0_0.py").read_text()
+
+
+def test_pyfunc_round_trip_per_task_and_from_the_registry_in_a_fresh_process(packaged, trained_run, tmp_path,
+                                                                              monkeypatch):
+    """Each task's MLflow model loads with mlflow.pyfunc in a new interpreter and predicts what load_model does
+    (params included); a registered version loads by ``models:/NAME/VERSION`` there too, with both loaders."""
+    from jupyter_avml.serving.model_source import ServedModel
+    from jupyter_avml.tracking.registry import register_model
+
+    workspace, summary = trained_run
+    monkeypatch.setenv("AVML_WORKSPACE", str(workspace))
+    run_outputs = Path(summary.output_dir)
+    (run_outputs / "MLmodel").unlink()  # a run packaged before (or whose packaging failed): registering packages it
+    assert register_model(summary.run_id, "shapes", workspace=workspace) == 1
+    assert (run_outputs / "MLmodel").is_file()
+
+    data = image_bytes(seed=3)
+    script = textwrap.dedent("""
+        import base64, json, sys
+        import mlflow.pyfunc, pandas as pd
+        import jupyter_avml
+        out = {}
+        table = pd.DataFrame({"image": [sys.argv[2], sys.argv[2]]})
+        for name, uri in json.loads(sys.argv[1]).items():
+            model = mlflow.pyfunc.load_model(uri)
+            params = {"box_detections_per_img": 1} if name == "image-object-detection" else None
+            out[name] = {"default": model.predict(table).to_dict(orient="records"),
+                         "params": model.predict(table, params=params).to_dict(orient="records") if params else None}
+        registered = jupyter_avml.load_model("models:/shapes/latest", device="cpu")
+        out["avml"] = registered.predict(base64.b64decode(sys.argv[2]))
+        print(json.dumps(out))
+    """)
+    uris = {**{name: str(outputs) for name, outputs in packaged.items()}, "registered": "models:/shapes/1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "AVML_DEVICE": "cpu", "MLFLOW_DISABLE_TELEMETRY": "true",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{workspace / 'mlflow.db'}"}
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(uris), base64.b64encode(data).decode()],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answers = json.loads(done.stdout.strip().splitlines()[-1])
+    for name, outputs in {**packaged, "registered": run_outputs}.items():
+        expected = load_model(outputs, device="cpu").predict(data)
+        rows = answers[name]["default"]
+        assert len(rows) == 2 and rows[0] == rows[1]
+        if "probs" in expected:
+            assert set(rows[0]) == {"probs", "labels"} and rows[0]["labels"] == CLASSES
+            assert rows[0]["probs"] == pytest.approx(expected["probs"], abs=1e-5)
+        else:
+            assert set(rows[0]) == {"boxes"}
+            assert [b["label"] for b in rows[0]["boxes"]] == [b["label"] for b in expected["boxes"]]
+            assert [b["score"] for b in rows[0]["boxes"]] == pytest.approx([b["score"] for b in expected["boxes"]],
+                                                                          abs=1e-4)
+            if name == "image-instance-segmentation":
+                assert all("polygon" in b for b in rows[0]["boxes"])
+        if answers[name]["params"]:
+            assert len(expected["boxes"]) > 1 and len(answers[name]["params"][0]["boxes"]) == 1
+    expected = load_model(run_outputs, device="cpu").predict(data)
+    assert answers["avml"]["probs"] == pytest.approx(expected["probs"], abs=1e-5)
+    served = ServedModel("shapes", workspace=workspace, device="cpu")  # a registered name is its latest version
+    assert served.source == "models:/shapes/latest" and served.metadata()["version"]["model"] == "shapes/latest"
