@@ -154,8 +154,7 @@ class ServedModel:
 
     def predict(self, key: tuple, images: list) -> list[dict[str, Any]]:
         """Predictions for PIL RGB images with the settings ``key`` names."""
-        results = self.predictor(key).predict(list(images))
-        return results
+        return self.predictor(key).predict(list(images))
 
     def metadata(self) -> dict[str, Any]:
         """What ``GET /metadata`` says: task, labels, settings with their ranges, versions."""
