@@ -129,13 +129,13 @@ def test_pyfunc_round_trip_per_task_and_from_the_registry_in_a_fresh_process(pac
     """Each task's MLflow model loads with mlflow.pyfunc in a new interpreter and predicts what load_model does
     (params included); a registered version loads by ``models:/NAME/VERSION`` there too, with both loaders."""
     from jupyter_avml.serving.model_source import ServedModel
-    from jupyter_avml.tracking.registry import register_model
+    from jupyter_avml.tracking.registry import register_run_model
 
     workspace, summary = trained_run
     monkeypatch.setenv("AVML_WORKSPACE", str(workspace))
     run_outputs = Path(summary.output_dir)
     (run_outputs / "MLmodel").unlink()  # a run packaged before (or whose packaging failed): registering packages it
-    assert register_model(summary.run_id, "shapes", workspace=workspace) == 1
+    assert register_run_model(summary.run_id, "shapes", workspace=workspace) == 1
     assert (run_outputs / "MLmodel").is_file()
 
     data = image_bytes(seed=3)
