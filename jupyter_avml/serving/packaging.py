@@ -110,6 +110,17 @@ def package_model(outputs_dir: str | os.PathLike, model_file: str | os.PathLike 
     return files
 
 
+def logged_mlflow_model(tracker, run_id: str, outputs: Path) -> str:
+    """The artifact URI of run ``run_id``'s ``outputs`` folder as an MLflow model, for the model registry: a run
+    packaged before (or whose packaging failed) is packaged now, and logged again if its artifacts lack it."""
+    if not (outputs / "MLmodel").is_file():
+        package_model(outputs)
+    listed = {item.path for item in tracker.client.list_artifacts(run_id, "outputs")}
+    if not {"outputs/MLmodel", "outputs/model.pt"} <= listed:
+        tracker.client.log_artifacts(run_id, str(outputs), "outputs")
+    return f"{tracker.get_run(run_id).info.artifact_uri.rstrip('/')}/outputs"
+
+
 def save_mlflow_model(folder: Path, model_file: Path, facts: dict[str, Any], requirements: list[str]) -> Path:
     """Make ``folder`` (which holds ``model_file``) an MLflow pyfunc model whose artifact is ``model_file``."""
     import mlflow.pyfunc

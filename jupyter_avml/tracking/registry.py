@@ -106,7 +106,9 @@ def register_run_model(run_id: str, name: str, *, workspace: str | os.PathLike |
     metrics = _read_json(run_dir / "outputs" / "metrics.json", {})
     tracker = _tracker(ws, config.get("tracking_uri"))
     client = tracker.client
-    source = _mlflow_model_source(tracker, run_id, model_file.parent)
+    from jupyter_avml.serving.packaging import logged_mlflow_model
+
+    source = logged_mlflow_model(tracker, run_id, model_file.parent)  # the outputs folder: an MLflow model
 
     from mlflow.exceptions import MlflowException
 
@@ -130,26 +132,6 @@ def register_run_model(run_id: str, name: str, *, workspace: str | os.PathLike |
     }
     version = client.create_model_version(name, source, run_id=run_id, tags=tags, description=description)
     return int(version.version)
-
-
-def _mlflow_model_source(tracker, run_id: str, outputs: Path) -> str:
-    """The URI of the run's ``outputs`` artifact folder, which is an MLflow model around ``model.pt``
-    (``serving.packaging``); a run packaged or logged before that is packaged and logged first."""
-    if not (outputs / "MLmodel").is_file():
-        from jupyter_avml.serving.packaging import package_model
-
-        package_model(outputs)
-    run = tracker.get_run(run_id)
-    source = f"{run.info.artifact_uri.rstrip('/')}/outputs"
-    local = _local_path(source)
-    if local is not None:
-        logged = (local / "MLmodel").is_file() and (local / "model.pt").is_file()
-    else:
-        listed = {f.path for f in tracker.client.list_artifacts(run_id, "outputs")}
-        logged = {"outputs/MLmodel", MODEL_ARTIFACT} <= listed
-    if not logged:
-        tracker.client.log_artifacts(run_id, str(outputs), "outputs")
-    return source
 
 
 def parse_model_uri(uri: str) -> tuple[str, str]:

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -77,6 +76,8 @@ def package_for_deployment(outputs_dir: Path) -> dict[str, Path]:
     try:
         return package_model(outputs_dir)
     except Exception as exc:  # noqa: BLE001 - the run's model must not be lost to a packaging problem
+        import logging
+
         logging.getLogger(__name__).warning("could not package %s for deployment: %s: %s", outputs_dir,
                                             type(exc).__name__, exc)
         return {}
