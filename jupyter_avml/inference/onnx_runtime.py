@@ -84,7 +84,7 @@ def load_onnx_model(folder: Path, task=None, *, device: str = "auto", **model_se
     if task is not None and ImageTask.parse(task) is not saved_task:
         raise ConfigError(f"{folder} is a {saved_task.value} model; task is {ImageTask.parse(task).value}",
                           field="task", value=str(task))
-    allowed = _setting_names(description["family"])
+    allowed = inference_setting_names(description["family"])
     unknown = sorted(set(model_settings) - set(allowed))
     if unknown:
         raise ConfigError(f"{unknown[0]} is not an inference setting of {description['model_name']}; settings: "
@@ -102,7 +102,9 @@ def load_onnx_model(folder: Path, task=None, *, device: str = "auto", **model_se
     return OnnxYoloPredictor(payload, config, session, description)
 
 
-def _setting_names(family: str) -> tuple[str, ...]:
+def inference_setting_names(family: str) -> tuple[str, ...]:
+    """The settings ``load_model`` lets a caller change for a model family (``timm``, ``torchvision``, ``yolov5``):
+    those of its predictor, whatever the runtime."""
     from jupyter_avml.inference.predictor import SETTINGS_BY_FAMILY
 
     return tuple(SETTINGS_BY_FAMILY[family])

@@ -57,13 +57,10 @@ def resolve_model_reference(reference: str | os.PathLike, workspace=None) -> str
 
 
 def setting_names(predictor) -> tuple[str, ...]:
-    """The inference settings a predictor's model takes (its family's; an ONNX model says its own)."""
-    names = getattr(predictor, "inference_settings", None)
-    if names is not None:
-        return tuple(names)
-    from jupyter_avml.inference.predictor import SETTINGS_BY_FAMILY
+    """The inference settings a predictor's model takes (its family's, for PyTorch and ONNX alike)."""
+    from jupyter_avml.inference.onnx_runtime import inference_setting_names
 
-    return tuple(SETTINGS_BY_FAMILY[predictor.config.model_spec.family])
+    return inference_setting_names(predictor.config.model_spec.family)
 
 
 def settings_of(predictor) -> dict[str, Any]:

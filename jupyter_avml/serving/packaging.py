@@ -40,13 +40,13 @@ def model_facts(model_file: str | os.PathLike) -> dict[str, Any]:
     import torch
 
     from jupyter_avml.config import AutoMLImageConfig
-    from jupyter_avml.inference.predictor import SETTINGS_BY_FAMILY
+    from jupyter_avml.inference.onnx_runtime import inference_setting_names
 
     payload = torch.load(model_file, map_location="cpu", weights_only=True)
     config = AutoMLImageConfig.from_dict(payload["config"])
     family = config.model_spec.family
     settings = {}
-    for name in SETTINGS_BY_FAMILY[family]:
+    for name in inference_setting_names(family):
         value = getattr(config, name, None)
         settings[name] = list(value) if isinstance(value, tuple) else value
     return {"task": payload["task"], "model_name": payload["model_name"], "labels": list(payload["class_names"]),
