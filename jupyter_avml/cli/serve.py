@@ -162,7 +162,8 @@ VERBS = (
                arg("--var", default=None, metavar="VAR", doors={NOTEBOOK},
                    help="put the deployment (url, score_url, key, snippet()) in the Python variable VAR"),
                DEVICE_ARG, *LIMIT_ARGS),
-         text=deploy_text, display=deploy_display, json=lambda deployment, args: {**deployment.to_dict(), "key": deployment.key}),
+         text=deploy_text, display=deploy_display,
+         json=lambda deployment, args: {**deployment.to_dict(), "key": deployment.key}),
     Verb("deployments", "the deployments of the workspace: name, status, URL, model", deployments_verb,
          text=deployments_text, json=lambda items, args: [item.to_dict() for item in items]),
 )

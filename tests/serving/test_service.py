@@ -147,3 +147,38 @@ def test_concurrent_clients_share_micro_batches_and_get_their_own_answers(servic
     for i, want in enumerate(expected):
         _approx(answers[i][1], want)
     assert stats.largest_batch > 1 and stats.batches - before < len(images)
+
+
+class SlowModel:
+    """A stand-in for ServedModel whose predictions take ``seconds``."""
+
+    task = "image-classification"
+    names = ()
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def settings_key(self, settings):
+        return ()
+
+    def predict(self, key, images):
+        import time
+
+        time.sleep(self.seconds)
+        return [{"filename": None, "probs": [1.0], "labels": ["x"]} for _ in images]
+
+
+def test_a_request_over_the_time_limit_is_503_and_the_service_goes_on():
+    import time
+
+    limits = ServiceLimits(request_timeout_s=0.5)
+    with ServiceThread(SlowModel(1.5), limits=limits) as running:
+        started = time.perf_counter()
+        status, answer, headers = post_image(running.url, image_bytes())
+        elapsed = time.perf_counter() - started
+        assert status == 503 and answer["error"]["code"] == "timeout" and headers["retry-after"] == "1"
+        assert "0.5 s" in answer["error"]["message"] and elapsed < 1.4
+        running.app.state.service.model.seconds = 0.0
+        time.sleep(1.2)  # the abandoned batch finishes; the next one is served
+        status, answer, _ = post_image(running.url, image_bytes())
+        assert status == 200 and answer["labels"] == ["x"]
