@@ -159,18 +159,27 @@ def save_mlflow_model(folder: Path, model_file: Path, facts: dict[str, Any], req
 
 @contextlib.contextmanager
 def _quiet_mlflow():
-    """MLflow logs its steps at INFO, shows a progress bar for copying the weights and suggests type hints that
-    this model does not use (its signature is given)."""
+    """MLflow logs its steps at INFO, shows a progress bar for copying artifacts and suggests type hints that
+    this model does not use (its signature is given). It also checks the requirements against the installed
+    packages by scanning every installed distribution (seconds, at the end of every run); these requirements are
+    read from the installed packages (``serving.environment``), so that check can only pass and is skipped."""
+    import mlflow.utils.environment as environment
+
     logger = logging.getLogger("mlflow")
     level = logger.level
     logger.setLevel(logging.ERROR)
     bar = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    check = getattr(environment, "warn_dependency_requirement_mismatches", None)
+    if check is not None:
+        environment.warn_dependency_requirement_mismatches = lambda requirements: None
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*type hints.*")
             yield
     finally:
+        if check is not None:
+            environment.warn_dependency_requirement_mismatches = check
         logger.setLevel(level)
         if bar is None:
             os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
