@@ -124,6 +124,7 @@ def test_a_run_leaves_the_package_beside_its_model(trained_run):
     assert "'valid_crop_size': 32," in (outputs / "scoring_file_v_1_0_0.py").read_text()
 
 
+@pytest.mark.slow
 def test_pyfunc_round_trip_per_task_and_from_the_registry_in_a_fresh_process(packaged, trained_run, tmp_path,
                                                                               monkeypatch):
     """Each task's MLflow model loads with mlflow.pyfunc in a new interpreter and predicts what load_model does
