@@ -55,12 +55,12 @@ def load_model(task: ImageTask | str | os.PathLike, path: str | os.PathLike | No
     ``workspace`` is where ``models:/`` names are registered (default: ``$AVML_WORKSPACE`` or
     ``./avml-workspace``).
     """
-    import torch
-
     if path is None:
         path, task = task, None
+    from jupyter_avml.models.model_file import read_model_file
+
     model_file = resolve_model_file(path, workspace)
-    payload = torch.load(model_file, map_location="cpu", weights_only=True)
+    payload = read_model_file(model_file)
     saved_task = ImageTask(payload["task"])
     if task is not None and ImageTask.parse(task) is not saved_task:
         raise ConfigError(f"{model_file} is a {saved_task.value} model; task is {ImageTask.parse(task).value}",

@@ -41,7 +41,8 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from jupyter_avml.errors import WeightsUnavailableError
 from jupyter_avml.models.registry import ModelSpec
-from jupyter_avml.models.weights import describe_error, guidance, load_state_dict_checked, read_state_dict
+from jupyter_avml.models.weights import describe_error, guidance, load_state_dict_checked
+from jupyter_avml.models.weights_files import read_state_dict
 
 log = logging.getLogger(__name__)
 

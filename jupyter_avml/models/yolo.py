@@ -22,11 +22,12 @@ import logging
 import os
 from pathlib import Path
 
-from jupyter_avml.errors import ConfigError, WeightsUnavailableError
+from jupyter_avml.errors import ConfigError, UnsafeWeightsError, WeightsUnavailableError
 from jupyter_avml.fileio import atomic_write_text
 from jupyter_avml.models.registry import ModelSpec
 from jupyter_avml.models.ultralytics_env import UltralyticsDirs, prepare_ultralytics
-from jupyter_avml.models.weights import describe_error, guidance, load_state_dict_checked, read_state_dict
+from jupyter_avml.models.weights import describe_error, guidance, load_state_dict_checked
+from jupyter_avml.models.weights_files import read_state_dict
 from jupyter_avml.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,9 @@ def build_yolo(spec: ModelSpec, num_classes: int, *, model_size: str = "medium",
         otherwise ``WeightsUnavailableError`` within seconds.
     pretrained_weights
         A local file used instead (``pretrained`` is then ignored): an ultralytics ``.pt`` checkpoint, or a
-        state dict of a ``DetectionModel`` (bare, or inside a ``jupyter_avml`` ``model.pt``); class-dependent
-        head tensors of another class count are re-initialised.
+        state dict of a ``DetectionModel`` (bare, or inside a ``jupyter_avml`` ``model.pt``), read as data
+        (never by running code from it); class-dependent head tensors of another class count are
+        re-initialised.
     workspace_dir
         The workspace holding ultralytics' settings, weights and the model YAML (default: resolved as
         ``Workspace.resolve``).
@@ -167,27 +169,68 @@ def fetch_yolo_weights(name: str, dirs: UltralyticsDirs, *, what: str) -> Path:
 
 
 def _load_weights(yolo, path: Path, model_name: str, *, from_user: bool) -> None:
-    """Transfer ``path`` onto ``yolo.model``: a state dict checked tensor by tensor, else an ultralytics checkpoint.
+    """Transfer the weights of ``path`` onto ``yolo.model``, checked tensor by tensor; the file is read as data.
 
-    ultralytics checkpoints pickle whole modules, so they do not read as a plain state dict; they go through
-    ``YOLO.load``, which transfers every tensor of matching name and shape (the class outputs differ).
+    ``path`` is a state dict (bare, or a ``jupyter_avml`` ``model.pt``) or an ultralytics checkpoint, whose pickled
+    modules are read without running their code (``read_yolo_state_dict``). Tensors that depend on the class
+    count (the Detect head's class outputs) start afresh when their shape differs; any other difference is an
+    error naming the tensors.
     """
     try:
-        state = read_state_dict(path)
-    except WeightsUnavailableError as not_a_state_dict:
-        try:
-            yolo.load(str(path))
-        except Exception as exc:  # ultralytics raises TypeError/AssertionError/unpickling errors for foreign files
-            hint = "" if from_user else " Delete it to download it again."
-            raise WeightsUnavailableError(
-                f"{model_name}: {path} is neither an ultralytics checkpoint ({describe_error(exc)}) nor a state "
-                f"dict ({not_a_state_dict}).{hint}") from exc
-        return
+        state = read_yolo_state_dict(path, field="pretrained_weights" if from_user else "pretrained")
+    except UnsafeWeightsError as exc:
+        if from_user:
+            raise
+        names = ", ".join(getattr(exc, "names", [])[:5])
+        raise UnsafeWeightsError(f"{model_name}: the cached weights {path} cannot be read without running code stored "
+                                 f"in them ({names}); jupyter_avml reads weights files as data only. Delete the "
+                                 f"file to download it again.") from None
+    except WeightsUnavailableError as exc:
+        if from_user:
+            raise
+        raise WeightsUnavailableError(f"{model_name}: {exc} Delete {path} to download it again.") from None
     detection_model = yolo.model
-    head = f"model.{len(detection_model.model) - 1}"
-    # The Detect head's class branch (cv3) depends on the class count; the box branch (cv2) does not.
-    load_state_dict_checked(detection_model, state, source=str(path), what=f"{model_name} ({head} is its head)",
-                            head_modules=(f"{head}.cv3", f"{head}.one2one_cv3"))
+    load_state_dict_checked(detection_model, state, source=str(path), what=f"{model_name} (ultralytics DetectionModel)",
+                            head_modules=class_output_modules(detection_model))
+
+
+#: Libraries whose classes an ultralytics checkpoint pickles (its modules, torch's layers, its argument namespace).
+ULTRALYTICS_PICKLE_PREFIXES = ("ultralytics.", "torch.nn.modules.")
+
+
+def read_yolo_state_dict(path: str | os.PathLike, *, field: str = "pretrained_weights") -> dict:
+    """The weights of a YOLO file, read as data: a plain state dict, or the EMA (else raw) model of an ultralytics
+    checkpoint (``{"ema": DetectionModel, "model": ..., "train_args": ...}``), whose pickled classes are replaced
+    by inert stand-ins while reading (``weights_files.read_pickled_modules``). Anything else a checkpoint names
+    is refused with ``UnsafeWeightsError`` (and how to convert a file one trusts)."""
+    from jupyter_avml.models.weights_files import (
+        is_inert_module,
+        module_state_dict,
+        read_pickled_modules,
+        unsafe_globals,
+    )
+
+    if not unsafe_globals(path):
+        return read_state_dict(path, field=field)
+    checkpoint = read_pickled_modules(path, allowed_prefixes=ULTRALYTICS_PICKLE_PREFIXES, field=field)
+    module = next((checkpoint.get(key) for key in ("ema", "model")
+                   if isinstance(checkpoint, dict) and is_inert_module(checkpoint.get(key))), None)
+    if module is None:
+        raise WeightsUnavailableError(f"{field}: {path} is not an ultralytics checkpoint (no model under ema or "
+                                      f"model) nor a state dict")
+    return module_state_dict(module)
+
+
+def class_output_modules(detection_model) -> list[str]:
+    """The modules of a YOLO Detect head whose shapes depend on the class count: each layer of its class branches
+    (``cv3``, and ``one2one_cv3`` of end-to-end heads), so that layers of the same shape still transfer."""
+    head_index = len(detection_model.model) - 1
+    head = detection_model.model[head_index]
+    names = []
+    for branch in ("cv3", "one2one_cv3"):
+        for i, sequence in enumerate(getattr(head, branch, None) or ()):
+            names.extend(f"model.{head_index}.{branch}.{i}.{j}" for j, _ in enumerate(sequence.children()))
+    return names
 
 
 def yolo_loss(model, batch: dict):
