@@ -63,3 +63,7 @@ class DamagedRunError(AvmlError, ValueError):
 
 class RunBusyError(AvmlError, RuntimeError):
     """A run folder is in use by another training process (e.g. a resume while the run still trains)."""
+
+
+class TrainingDivergedError(AvmlError, FloatingPointError):
+    """The training loss became infinite or NaN; the message names the epoch, the batch and what to change."""

@@ -24,7 +24,6 @@ import os
 import sys
 from typing import Any
 
-from jupyter_avml.models.registry import ModelSpec
 from jupyter_avml.models.weights import (
     describe_error,
     download_errors,
@@ -37,6 +36,7 @@ from jupyter_avml.models.weights import (
     weights_unavailable,
 )
 from jupyter_avml.models.weights_files import read_state_dict
+from jupyter_avml.models.zoo import ModelSpec
 
 _logger = logging.getLogger(__name__)
 

@@ -33,6 +33,11 @@ def model_payload(*, task: str, model_name: str, class_names: list[str], config:
             **(extra or {})}
 
 
+def cpu_state_dict(model) -> dict[str, Any]:
+    """A detached CPU copy of a module's weights (safe to keep while training goes on)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
 def save_torch_file(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` through ``fileio.atomic_write``: a reader never sees half a file, a failed write leaves no
     temporary file, and a full disk raises ``DiskFullError`` naming ``path``."""

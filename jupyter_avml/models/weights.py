@@ -154,6 +154,80 @@ def download_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+# -- downloads ----------------------------------------------------------------------------------------------
+#: How long the reachability probe waits for name resolution + TCP connect before calling a host offline.
+PROBE_TIMEOUT_S = 3.0
+#: The socket timeout of one download request (per blocking operation, not for the whole transfer).
+DOWNLOAD_TIMEOUT_S = 30.0
+
+
+def unreachable_reason(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why ``url``'s host cannot be reached right now, or None when a TCP connection to it succeeds.
+
+    Name resolution and connecting run in a daemon thread bounded by ``2 * timeout``, because
+    ``getaddrinfo`` ignores socket timeouts and can block for long on machines without a resolver.
+    """
+    import socket
+    import threading
+
+    parts = urlparse(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    outcome: dict[str, object] = {}
+
+    def attempt() -> None:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            outcome["error"] = f"cannot resolve {host} ({exc})"
+            return
+        last: OSError | None = None
+        for family, kind, proto, _, address in infos:
+            try:
+                with socket.socket(family, kind, proto) as sock:
+                    sock.settimeout(timeout)
+                    sock.connect(address)
+                outcome["ok"] = True
+                return
+            except OSError as exc:
+                last = exc
+        outcome["error"] = f"cannot connect to {host}:{port} ({last})"
+
+    thread = threading.Thread(target=attempt, name="avml-probe", daemon=True)
+    thread.start()
+    thread.join(2 * timeout)
+    if thread.is_alive():
+        return f"no answer from {host} within {2 * timeout:.0f} s"
+    return None if outcome.get("ok") else str(outcome.get("error", f"cannot reach {host}"))
+
+
+def download_file(url: str, target: str | os.PathLike, *, timeout: float = DOWNLOAD_TIMEOUT_S,
+                  sha256_prefix: str | None = None) -> Path:
+    """Download ``url`` into ``target``, atomically (a broken transfer leaves no file, not even a temporary one).
+
+    ``timeout`` bounds each blocking socket operation of this request only (no process-wide default is
+    changed); ``sha256_prefix`` (torch.hub's convention: the hexadecimal digits after the last ``-`` of the
+    file name) is checked before the file is published. Raises ``OSError`` (network), ``RuntimeError`` (hash).
+    """
+    import hashlib
+    import urllib.request
+
+    from jupyter_avml.fileio import atomic_write
+
+    digest = hashlib.sha256()
+
+    def write(handle) -> None:
+        request = urllib.request.Request(url, headers={"User-Agent": "jupyter_avml"})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                handle.write(chunk)
+        if sha256_prefix and not digest.hexdigest().startswith(sha256_prefix):
+            raise RuntimeError(f'invalid hash value (expected "{sha256_prefix}", got "{digest.hexdigest()}")')
+
+    return atomic_write(target, write)
+
+
 # -- local files (read by ``weights_files.read_state_dict``, as data) -------------------------------------
 def load_state_dict_checked(model, state_dict: Mapping[str, Any], *, source: str, what: str,
                             head_modules: Sequence[str] = ()) -> list[str]:

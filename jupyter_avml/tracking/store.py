@@ -8,17 +8,23 @@ share one name.
 Params = the resolved configuration; metrics per epoch (step = epoch); tags: task, model_name, status
 (``avml.status``: running, completed, stopped, early_terminated, failed) and, for sweep children, the
 parent run (``mlflow.parentRunId``).
+
+Opening a new SQLite store creates its tables (MLflow's migrations); processes that open a fresh workspace
+at once (three ``avml train``, a sweep's workers) would run them concurrently on one file and fail ("table
+experiments already exists"). Every ``Tracker`` therefore opens a SQLite store the first time in its process
+under ``fileio.exclusive_lock`` on ``<workspace>/.tracking-store.lock`` (the lock the sweep worker takes too).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from jupyter_avml.training.events import EpochMetrics, Event, RunFinished, RunStarted
+from jupyter_avml.runs.events import EpochMetrics, Event, RunFinished, RunStarted
 from jupyter_avml.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -27,6 +33,11 @@ DEFAULT_EXPERIMENT = "avml-runs"
 STATUS_TAG = "avml.status"
 MLFLOW_STATUS = {"completed": "FINISHED", "stopped": "KILLED", "early_terminated": "KILLED", "failed": "FAILED",
                  "running": "RUNNING"}
+STORE_LOCK = ".tracking-store.lock"
+
+# Store URIs this process has opened (their tables exist): later Trackers skip the lock.
+_opened: set[str] = set()
+_opened_lock = threading.Lock()
 
 
 def default_tracking_uri(workspace: Workspace) -> str:
@@ -43,12 +54,26 @@ class Tracker:
     def __init__(self, workspace: Workspace | str | None = None, tracking_uri: str | None = None):
         self.workspace = Workspace.resolve(workspace)
         self.uri = resolve_tracking_uri(self.workspace, tracking_uri)
-        if self.uri.startswith("sqlite:///"):
-            Path(self.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         _quiet_mlflow_logs()
         from mlflow import MlflowClient
 
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        if self.uri.startswith("sqlite:///"):
+            self._open_store()
+
+    def _open_store(self) -> None:
+        """Create the SQLite store's tables, one process at a time (see the module docstring)."""
+        from jupyter_avml.fileio import exclusive_lock
+
+        with _opened_lock:
+            if self.uri in _opened:
+                return
+            Path(self.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            with exclusive_lock(self.workspace.root / STORE_LOCK):
+                # The tracking and the registry stores are created (and migrate the schema) on first use.
+                self.client.search_experiments(max_results=1)
+                self.client.search_registered_models(max_results=1)
+            _opened.add(self.uri)
 
     # -- experiments and runs ---------------------------------------------------------------------------
     def experiment_id(self, name: str = DEFAULT_EXPERIMENT) -> str:

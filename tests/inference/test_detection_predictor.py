@@ -48,7 +48,7 @@ def test_boxes_are_fractions_of_the_model_outputs_with_names_and_scores(tmp_path
     results = predictor.predict(images)
     model.roi_heads.score_thresh, model.roi_heads.detections_per_img = 0.0, 20
     model.eval()
-    from jupyter_avml.training.detection_transforms import to_model_input
+    from jupyter_avml.models.transforms import to_model_input
 
     with torch.inference_mode():
         expected = model([to_model_input(image) for image in images])

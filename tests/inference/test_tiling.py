@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from jupyter_avml.inference.tiling import (MIN_VISIBLE_FRACTION, cut_targets_to_tile, merge_predictions,
+from jupyter_avml.models.tiling import (MIN_VISIBLE_FRACTION, cut_targets_to_tile, merge_predictions,
                                            predict_images, tile_boxes)
 
 

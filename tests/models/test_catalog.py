@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from jupyter_avml.errors import ConfigError
-from jupyter_avml.models import ModelSpec, get_model_spec, list_models, register_model
+from jupyter_avml.models import ModelSpec, get_model_spec, list_models, register_model_spec
 from jupyter_avml.models.catalog import CLASSIFIER_BUILDER
 from jupyter_avml.tasks import ImageTask
 
@@ -112,7 +112,7 @@ def test_model_of_another_task_is_a_config_error(name, task):
 def test_duplicate_registration_raises_and_keeps_the_first():
     original = get_model_spec("resnet50")
     with pytest.raises(ValueError, match="already registered"):
-        register_model(replace(original, description="impostor"))
+        register_model_spec(replace(original, description="impostor"))
     assert get_model_spec("resnet50") is original
 
 

@@ -54,8 +54,11 @@ def _kinds(events) -> list[str]:
 HERMETIC_RUN = BLOCK_NETWORK_SCRIPT + textwrap.dedent("""
 
     from jupyter_avml.config import AutoMLImageConfig
+    from jupyter_avml.training.outputs import confine_matplotlib
     from jupyter_avml.training.run import train
 
+    # What the entry points of processes we own (CLI, sweep worker) do; library code leaves matplotlib alone.
+    assert confine_matplotlib(sys.argv[2])
     config = AutoMLImageConfig.from_dict(json.loads(sys.argv[1]))
     summary = train(config, workspace=sys.argv[2])
     print(json.dumps({"attempts": attempts, "summary": summary.to_dict()}))
@@ -357,7 +360,7 @@ class _OneBox(torch.nn.Module):
 def test_detections_are_letterboxed_in_and_mapped_back_to_original_pixels():
     from PIL import Image
 
-    from jupyter_avml.inference.yolo import PAD_VALUE, detect_images, letterbox, network_size
+    from jupyter_avml.models.ultralytics_adapter.predict import PAD_VALUE, detect_images, letterbox, network_size
 
     assert (network_size(64, 32), network_size(100, 32), network_size(10, 32)) == (64, 128, 32)
     image = Image.new("RGB", (100, 50), (200, 10, 10))  # 100 x 50 -> 64 x 32, padded 16 px above and below
