@@ -97,9 +97,9 @@ class BackgroundFreeRetinaNet(RetinaNet):
 def parse_detector_name(spec: ModelSpec) -> tuple[str, str]:
     """``(architecture, backbone)`` of a registry entry, e.g. ``("maskrcnn", "resnet34")``."""
     architecture = spec.name.split("_", 1)[0]
-    if spec.family != "torchvision" or architecture not in ARCHITECTURES or spec.backend not in RESNET_DEPTHS:
+    if architecture not in ARCHITECTURES or spec.backend not in RESNET_DEPTHS:
         raise ValueError(f"{spec.name} is not a torchvision ResNet-FPN detector entry "
-                         f"(family {spec.family!r}, backend {spec.backend!r})")
+                         f"(architecture {architecture!r}, backend {spec.backend!r})")
     return architecture, spec.backend
 
 

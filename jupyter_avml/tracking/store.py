@@ -55,25 +55,28 @@ class Tracker:
         self.workspace = Workspace.resolve(workspace)
         self.uri = resolve_tracking_uri(self.workspace, tracking_uri)
         _quiet_mlflow_logs()
+        self.client = self._open_client()
+
+    def _open_client(self):
+        """The client of the store; a SQLite store's tables are created one process at a time (module docstring)."""
         from mlflow import MlflowClient
 
-        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
-        if self.uri.startswith("sqlite:///"):
-            self._open_store()
-
-    def _open_store(self) -> None:
-        """Create the SQLite store's tables, one process at a time (see the module docstring)."""
+        if not self.uri.startswith("sqlite:///"):
+            return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         from jupyter_avml.fileio import exclusive_lock
 
         with _opened_lock:
             if self.uri in _opened:
-                return
+                return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
             Path(self.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
             with exclusive_lock(self.workspace.root / STORE_LOCK):
-                # The tracking and the registry stores are created (and migrate the schema) on first use.
-                self.client.search_experiments(max_results=1)
-                self.client.search_registered_models(max_results=1)
+                # MLflow creates (and migrates) the tracking and registry stores when the client and its first
+                # queries open them: all of it under the lock.
+                client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+                client.search_experiments(max_results=1)
+                client.search_registered_models(max_results=1)
             _opened.add(self.uri)
+            return client
 
     # -- experiments and runs ---------------------------------------------------------------------------
     def experiment_id(self, name: str = DEFAULT_EXPERIMENT) -> str:

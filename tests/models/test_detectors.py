@@ -51,7 +51,7 @@ def _batch(with_masks: bool):
                                                                          [60.0, 30.0, 124.0, 88.0]])]
     all_labels = [torch.tensor([1]), torch.tensor([3, 2])]
     targets = []
-    for boxes, labels in zip(all_boxes, all_labels):
+    for boxes, labels in zip(all_boxes, all_labels, strict=True):
         target = {"boxes": boxes, "labels": labels}
         if with_masks:
             masks = torch.zeros(len(boxes), H, W, dtype=torch.uint8)

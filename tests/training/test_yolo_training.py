@@ -231,7 +231,8 @@ def test_the_schedule_follows_ours_update_by_update(shapes, workspace):
         assert seen == pytest.approx(expected)
         # ultralytics' bias warm-up: from warmup_bias_lr down to the schedule over the warm-up epoch (3 updates).
         warmup_left = [max(0.0, 1 - (u + 1) / BATCHES_PER_EPOCH) for u in range(9)]
-        assert seen_bias == pytest.approx([lr + WARMUP_BIAS_LR * left for lr, left in zip(expected, warmup_left)])
+        assert seen_bias == pytest.approx([lr + WARMUP_BIAS_LR * left
+                                           for lr, left in zip(expected, warmup_left, strict=True)])
         assert seen_bias[2:] == pytest.approx(expected[2:])
         assert runner.state.updates_done == 9
     finally:
@@ -385,7 +386,8 @@ def test_detections_are_letterboxed_in_and_mapped_back_to_original_pixels():
     both = _OneBox([19.2, 28.8, 25.6, 12.8], [0.6, 0.9])
     [(_, scores, labels)] = detect_images(both, [image], size=64, conf=0.1, iou=0.5, device=torch.device("cpu"),
                                           multi_label=True)
-    assert sorted(zip(labels.tolist(), scores.tolist())) == [(0, pytest.approx(0.6)), (1, pytest.approx(0.9))]
+    assert sorted(zip(labels.tolist(), scores.tolist(), strict=True)) == [(0, pytest.approx(0.6)),
+                                                                          (1, pytest.approx(0.9))]
 
 
 def test_the_predictor_rebuilds_the_saved_model_with_the_inference_settings(tmp_path, workspace):
