@@ -12,7 +12,9 @@ parent run (``mlflow.parentRunId``).
 Opening a new SQLite store creates its tables (MLflow's migrations); processes that open a fresh workspace
 at once (three ``avml train``, a sweep's workers) would run them concurrently on one file and fail ("table
 experiments already exists"). Every ``Tracker`` therefore opens a SQLite store the first time in its process
-under ``fileio.exclusive_lock`` on ``<workspace>/.tracking-store.lock`` (the lock the sweep worker takes too).
+under ``fileio.exclusive_lock`` on ``<workspace>/.mlflow-store.lock``. (A lock file of its own: a caller that
+still holds the sweep's older ``.tracking-store.lock`` around a ``Tracker`` must not wait on itself, since two
+``flock`` locks on one file conflict even within a process.)
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ DEFAULT_EXPERIMENT = "avml-runs"
 STATUS_TAG = "avml.status"
 MLFLOW_STATUS = {"completed": "FINISHED", "stopped": "KILLED", "early_terminated": "KILLED", "failed": "FAILED",
                  "running": "RUNNING"}
-STORE_LOCK = ".tracking-store.lock"
+STORE_LOCK = ".mlflow-store.lock"
 
 # Store URIs this process has opened (their tables exist): later Trackers skip the lock.
 _opened: set[str] = set()
