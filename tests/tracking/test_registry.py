@@ -122,22 +122,3 @@ def test_tracking_knows_runs_not_sweeps():
     assert not hasattr(registry, "register_model")
     source = Path(registry.__file__).read_text() + Path(registry.__file__).with_name("store.py").read_text()
     assert "jupyter_avml.sweep" not in source and "jupyter_avml.training" not in source
-
-
-def test_a_tracker_opens_while_the_sweeps_old_store_lock_is_held(workspace):
-    """Callers that still wrap a Tracker in the sweep's ``tracking_store_lock`` must not deadlock on themselves."""
-    import threading
-
-    from jupyter_avml.fileio import exclusive_lock
-    from jupyter_avml.tracking.store import Tracker
-
-    opened = []
-
-    def open_inside_the_old_lock():
-        with exclusive_lock(workspace / ".tracking-store.lock"):
-            opened.append(Tracker(workspace).uri)
-
-    thread = threading.Thread(target=open_inside_the_old_lock, daemon=True)
-    thread.start()
-    thread.join(120)
-    assert opened == [f"sqlite:///{workspace / 'mlflow.db'}"]
