@@ -44,7 +44,7 @@ def make_images(count: int, seed: int = 0) -> list[bytes]:
 def save_model(folder: Path, model_name: str, size: int) -> Path:
     from jupyter_avml.config import AutoMLImageConfig
     from jupyter_avml.models.classification import build_classifier
-    from jupyter_avml.training.checkpoint import atomic_save, cpu_state_dict, model_payload
+    from jupyter_avml.models.model_file import cpu_state_dict, model_payload, save_torch_file
 
     config = AutoMLImageConfig(task="image-classification", training_data=str(folder / "train.jsonl"),
                                model_name=model_name, pretrained=0, train_crop_size=size, valid_crop_size=size,
@@ -52,7 +52,7 @@ def save_model(folder: Path, model_name: str, size: int) -> Path:
     model = build_classifier(config.model_spec, 4, pretrained=False, img_size=size)
     payload = model_payload(task="image-classification", model_name=model_name, class_names=list("abcd"),
                             config=config.to_dict(), state_dict=cpu_state_dict(model))
-    return atomic_save(payload, folder / "outputs" / "model.pt").parent
+    return save_torch_file(payload, folder / "outputs" / "model.pt").parent
 
 
 def percentile(values: list[float], q: float) -> float:

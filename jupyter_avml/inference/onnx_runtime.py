@@ -105,9 +105,9 @@ def load_onnx_model(folder: Path, task=None, *, device: str = "auto", **model_se
 def inference_setting_names(family: str) -> tuple[str, ...]:
     """The settings ``load_model`` lets a caller change for a model family (``timm``, ``torchvision``, ``yolov5``):
     those of its predictor, whatever the runtime."""
-    from jupyter_avml.inference.predictor import SETTINGS_BY_FAMILY
+    from jupyter_avml.models.families import get_family
 
-    return tuple(SETTINGS_BY_FAMILY[family])
+    return tuple(get_family(family).inference_settings)
 
 
 def _check_fixed(folder: Path, description: dict[str, Any], config) -> None:
@@ -155,7 +155,7 @@ class OnnxClassificationPredictor(Predictor):
 
     def __init__(self, payload: dict, config, session: OnnxSession, description: dict[str, Any]):
         super().__init__(payload, config, torch.device("cpu"))
-        from jupyter_avml.training.classification import eval_transform
+        from jupyter_avml.models.transforms import eval_transform
 
         norm = description["preprocessing"]
         self.session = session
@@ -222,7 +222,7 @@ class OnnxYoloPredictor(YoloPredictor):
     runtime = "onnxruntime"
 
     def __init__(self, payload: dict, config, session: OnnxSession, description: dict[str, Any]):
-        from jupyter_avml.inference.yolo import network_size
+        from jupyter_avml.models.ultralytics_adapter.predict import network_size
 
         Predictor.__init__(self, payload, config, torch.device("cpu"))  # no PyTorch model to build
         self.session = session

@@ -58,9 +58,9 @@ def resolve_model_reference(reference: str | os.PathLike, workspace=None) -> str
 
 def setting_names(predictor) -> tuple[str, ...]:
     """The inference settings a predictor's model takes (its family's, for PyTorch and ONNX alike)."""
-    from jupyter_avml.inference.onnx_runtime import inference_setting_names
+    from jupyter_avml.models.families import get_family
 
-    return inference_setting_names(predictor.config.model_spec.family)
+    return tuple(get_family(predictor.config.model_spec.family).inference_settings)
 
 
 def settings_of(predictor) -> dict[str, Any]:

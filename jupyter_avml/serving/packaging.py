@@ -37,16 +37,15 @@ _PARAM_TYPES = {"int": "long", "float": "double", "choice": "string", "grid": "s
 def model_facts(model_file: str | os.PathLike) -> dict[str, Any]:
     """``task``, ``model_name``, ``labels``, ``family`` and ``settings`` (the inference settings with their
     training values) of a model file, read without building the model."""
-    import torch
-
     from jupyter_avml.config import AutoMLImageConfig
-    from jupyter_avml.inference.onnx_runtime import inference_setting_names
+    from jupyter_avml.models.families import get_family
+    from jupyter_avml.models.model_file import read_model_file
 
-    payload = torch.load(model_file, map_location="cpu", weights_only=True)
+    payload = read_model_file(model_file)  # read as data; ModelFileError naming the file otherwise
     config = AutoMLImageConfig.from_dict(payload["config"])
     family = config.model_spec.family
     settings = {}
-    for name in inference_setting_names(family):
+    for name in get_family(family).inference_settings:
         value = getattr(config, name, None)
         settings[name] = list(value) if isinstance(value, tuple) else value
     return {"task": payload["task"], "model_name": payload["model_name"], "labels": list(payload["class_names"]),

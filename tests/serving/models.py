@@ -31,7 +31,7 @@ YOLO = ("yolov5", dict(model_size="small", img_size=64, box_score_thresh=0.0))
 def save_untrained(folder: Path, task: str, model_name: str | None = None, seed: int = 0, **settings) -> Path:
     """``folder/outputs/model.pt`` (and ``labels.json``) of an untrained model; returns the outputs folder."""
     from jupyter_avml.config import AutoMLImageConfig
-    from jupyter_avml.training.checkpoint import atomic_save, cpu_state_dict, model_payload
+    from jupyter_avml.models.model_file import cpu_state_dict, model_payload, save_torch_file
 
     default_name, default_settings = YOLO if model_name == "yolov5" else TINY.get(task, (None, {}))
     model_name = model_name or default_name
@@ -56,7 +56,7 @@ def save_untrained(folder: Path, task: str, model_name: str | None = None, seed:
         model = build_yolo(config.model_spec, len(CLASSES), model_size=config.model_size, pretrained=False,
                            workspace_dir=folder / "ws").model
     outputs = folder / "outputs"
-    atomic_save(model_payload(task=task, model_name=model_name, class_names=CLASSES, config=config.to_dict(),
+    save_torch_file(model_payload(task=task, model_name=model_name, class_names=CLASSES, config=config.to_dict(),
                               state_dict=cpu_state_dict(model), extra=extra), outputs / "model.pt")
     (outputs / "labels.json").write_text('["circle", "square", "triangle"]')
     return outputs
