@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_avml.config.loader import echo_value
-from jupyter_avml.config.params import ALL, MAX_TILE_GRID, PARAMS, SCOPE_TEXT, TASK_DEFAULTS, Param, family_scopes
+from jupyter_avml.config.params import (
+    ALIASES,
+    ALL,
+    MAX_TILE_GRID,
+    PARAMS,
+    SCOPE_TEXT,
+    TASK_DEFAULTS,
+    Param,
+    family_scopes,
+)
 from jupyter_avml.errors import ConfigError
 from jupyter_avml.models.registry import get_model_spec
 from jupyter_avml.tasks import ImageTask
@@ -155,11 +164,10 @@ def _resolve(given: dict[str, Any], *, lines: dict[str, int], source: str | None
              ) -> tuple[dict[str, Any], set[str]]:
     errors = _Errors(source, lines)
     given = {str(k): v for k, v in given.items()}
+    aliased = _apply_aliases(given, lines, errors)
     for key in list(given):
         if key not in PARAMS:
-            close = difflib.get_close_matches(key, list(PARAMS), n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            errors.add(key, f"unknown setting {echo_value(key)}{hint}", given.pop(key))
+            errors.add(key, f"unknown setting {echo_value(key)}{_unknown_key_hint(key)}", given.pop(key))
     # None means "not set" for every key: the user cannot set a value to "nothing" that has a default.
     given = {k: v for k, v in given.items() if v is not None}
 
@@ -202,7 +210,9 @@ def _resolve(given: dict[str, Any], *, lines: dict[str, int], source: str | None
         try:
             values[name] = _coerce(PARAMS[name], raw)
         except ConfigError as exc:
-            errors.add(name, exc.message, raw)
+            # Named as the user wrote it when it came by its newer-generation name.
+            errors.add(aliased.get(name, name), (f"{aliased[name]} is {name}: " if name in aliased else "")
+                       + exc.message, raw)
     for key in PATH_KEYS:
         if isinstance(values.get(key), str) and base_dir is not None and not values[key].startswith("dataset:"):
             path = Path(values[key]).expanduser()
@@ -213,6 +223,41 @@ def _resolve(given: dict[str, Any], *, lines: dict[str, int], source: str | None
     _check_consistency(values, set(given), spec, errors)
     errors.raise_if_any()
     return values, set(given)
+
+
+def _apply_aliases(given: dict[str, Any], lines: dict[str, int], errors: _Errors) -> dict[str, str]:
+    """Rename the newer generation's names (``params.ALIASES``) to ours, in place; returns ours -> theirs.
+
+    A setting given under both names with different values is an error naming both.
+    """
+    aliased: dict[str, str] = {}
+    for alias, name in ALIASES.items():
+        if alias not in given:
+            continue
+        value = given.pop(alias)
+        if value is None:
+            continue
+        if given.get(name) is not None and given[name] != value:
+            errors.add(alias, f"{alias} is another name of {name}; give one of them (got "
+                       f"{name}={echo_value(given[name])} and {alias}={echo_value(value)})", value)
+            continue
+        given[name] = value
+        aliased[name] = alias
+        if alias in lines:
+            lines.setdefault(name, lines[alias])
+    return aliased
+
+
+def _unknown_key_hint(key: str) -> str:
+    """A "did you mean", or where an experiment (sweep) setting belongs when one is given to a run."""
+    from jupyter_avml.sweep.config import SWEEP_KEYS  # the sweep layer builds on this one: imported on error only
+
+    if key in SWEEP_KEYS or key in ("compute_target", "primary_metric"):
+        return (f": {key} is an experiment (sweep) setting, not a setting of one run; give it to "
+                f"jupyter_avml.automl.AutoMLImageConfig or an experiment YAML, and submit with "
+                f"Experiment(workspace, name).submit(config) (docs/porting.md)")
+    close = difflib.get_close_matches(key, list(PARAMS) + list(ALIASES), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _check_consistency(values: dict[str, Any], user: set[str], spec, errors: _Errors) -> None:
@@ -297,7 +342,8 @@ _FALSE = {"0", "false", "no", "off"}
 
 def _coerce(param: Param, raw: Any) -> Any:
     """Turn a user value into the parameter's type, or raise ConfigError naming the expected range."""
-    fail = ConfigError(f"{param.name} must be {param.range_text()}, got {echo_value(raw)}", field=param.name,
+    note = f" ({param.note})" if param.note else ""
+    fail = ConfigError(f"{param.name} must be {param.range_text()}, got {echo_value(raw)}{note}", field=param.name,
                        value=raw)
     kind = param.kind
     if kind == "int":
@@ -332,7 +378,9 @@ def _coerce(param: Param, raw: Any) -> Any:
         raise fail
     if kind == "choice":
         for choice in param.choices:
-            if isinstance(choice, str) and isinstance(raw, str) and raw.strip().lower() == choice:
+            # The newer generation writes choices in CamelCase ("WarmupCosine", "CocoVoc"): "_" is ignored.
+            if isinstance(choice, str) and isinstance(raw, str) and \
+                    raw.strip().lower().replace("_", "") == choice.replace("_", ""):
                 return choice
             if not isinstance(choice, str) and not isinstance(raw, bool):
                 try:

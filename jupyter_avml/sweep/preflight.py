@@ -114,7 +114,7 @@ def check_data(spec, workspace) -> None:
     images (a child does that) but checking that local image files exist; with ``skip_invalid`` only a file
     without one usable row is refused.
     """
-    from jupyter_avml.data.validate import validate_jsonl
+    from jupyter_avml.data.validate import emit_hints, validate_jsonl
     from jupyter_avml.training.data import resolve_data_path
 
     fixed = spec.fixed
@@ -127,6 +127,7 @@ def check_data(spec, workspace) -> None:
         path = resolve_data_path(str(value), workspace)
         report = validate_jsonl(path, spec.task, check_images=False, prefix_map=fixed.get("image_url_prefix_map"),
                                 cache_dir=workspace.cache_dir, known_classes=classes)
+        emit_hints(report)  # fewer than the spec's 10-15 images per label: a hint under the cell, not an error
         _check_image_files(report)
         usable = bool(report.records) and bool(report.classes or key == "validation_data")
         if report.ok and usable:
