@@ -154,3 +154,22 @@ def test_object_detection_baseline_block_end_to_end(tmp_path, ws_path):
         assert set(box) == {"box", "label", "score"} and box["label"] in ("circle", "square", "triangle")
 
     assert_no_processes(ws_path)
+
+
+@pytest.mark.slow
+def test_a_child_past_its_trial_timeout_is_stopped_by_the_driver(tmp_path, ws_path):
+    from jupyter_avml.automl import AutoMLImageConfig, Experiment, GridParameterSampling, choice
+
+    data = make_shapes(tmp_path / "data", "image-classification", n=30, size=32, seed=3, color_by_class=True)
+    endless = [value if value != 1 or TINY_CLASSIFIER[i - 1] != "--number_of_epochs" else 500
+               for i, value in enumerate(TINY_CLASSIFIER)]
+    config = AutoMLImageConfig(task="image-classification", compute_target="cpu", training_data=str(data),
+                               hyperparameter_sampling=GridParameterSampling({"model_name": choice("resnet18")}),
+                               iterations=1, arguments=endless, trial_timeout_minutes=0.1)
+    run = Experiment(ws_path, "timeout").submit(config)
+    details = run.wait_for_completion(raise_on_error=False, timeout=300)
+    [child] = run.get_children()
+    assert details["status"] == "completed"  # the experiment goes on past a child's limit
+    assert (child.status, run.handle.state.children[0].reason) == ("stopped", "trial timeout (0.1 min)")
+    assert run.handle.state.children[0].epoch < 500
+    assert_no_processes(ws_path)
