@@ -49,14 +49,15 @@ class RegisteredModel:
     def download(self, target_dir: str | os.PathLike = ".", exist_ok: bool = False, **_ignored: Any) -> str:
         """Copy the model file into ``target_dir`` as ``model.pt``; returns its path.
 
-        Raises ``FileExistsError`` when the file is there already, unless ``exist_ok``.
+        Raises ``ConfigError`` when the file is there already, unless ``exist_ok``.
         """
         from jupyter_avml.tracking.registry import download_registered_model
 
         source = download_registered_model(self.uri, self.workspace)
         target = Path(target_dir) / "model.pt"
         if target.exists() and not exist_ok:
-            raise FileExistsError(f"{target} exists; pass exist_ok=True to replace it")
+            raise ConfigError(f"{target} exists; pass exist_ok=True to replace it", field="target_dir",
+                              value=str(target_dir))
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
         return str(target)
