@@ -65,7 +65,8 @@ class AutoMLImageConfig:
         Where children run: ``"local"`` (this machine: its GPUs, or the CPU; the default), ``"cpu"``,
         ``"cuda"`` or ``"cuda:N"``. A cloud cluster is refused with what to use instead.
     training_data, validation_data:
-        JSONL files, or ``dataset:NAME[:VERSION]`` of the workspace's dataset registry.
+        JSONL files, or ``dataset:NAME[:VERSION]`` of the workspace's dataset registry. Without
+        ``validation_data``, ``split_ratio`` of the training data is held out.
     hyperparameter_sampling:
         ``GridParameterSampling({...})``, ``RandomParameterSampling({...})``, ``BayesianParameterSampling({...})``.
         Without it, one child trains the given settings (``iterations`` 1).
@@ -91,11 +92,12 @@ class AutoMLImageConfig:
         naming the setting and the value, exactly as for an experiment YAML file.
     """
 
+    # The cloud SDK's order of arguments, so that positional calls port too.
     def __init__(self, task: Any = None, compute_target: Any = None, training_data: Any = None,
-                 validation_data: Any = None, *, hyperparameter_sampling: Any = None, iterations: int | None = None,
-                 max_concurrent_iterations: int | None = None, primary_metric: str | None = None,
-                 early_termination_policy: Any = None, experiment_timeout_hours: float | None = None,
-                 arguments: list | Mapping | None = None, **settings: Any):
+                 hyperparameter_sampling: Any = None, iterations: int | None = None,
+                 max_concurrent_iterations: int | None = None, experiment_timeout_hours: float | None = None,
+                 early_termination_policy: Any = None, validation_data: Any = None,
+                 arguments: list | Mapping | None = None, *, primary_metric: str | None = None, **settings: Any):
         from jupyter_avml.sweep.config import parse_experiment
 
         given = dict(task=task, compute_target=compute_target, training_data=training_data,

@@ -402,3 +402,14 @@ def test_each_submission_is_a_new_run_of_the_experiment(data, tmp_path, monkeypa
     assert experiment.submit({"task": "image-classification", "training_data": str(data)}).id == "shapes-4"
     with pytest.raises(ConfigError, match="name is required"):
         Experiment(ws)
+
+
+def test_positional_arguments_follow_the_cloud_signature(data):
+    sampling = GridParameterSampling({"model_name": choice("resnet18", "resnet34")})
+    policy = BanditPolicy(slack_factor=0.1)
+    config = AutoMLImageConfig(ImageTask.IMAGE_CLASSIFICATION, "local", str(data), sampling, 2, 1, 3, policy,
+                               str(data), ["--seed", 5])
+    spec = config.experiment_config
+    assert (spec.sampling, spec.iterations, spec.max_concurrent_iterations, spec.budget_seconds) == \
+        ("grid", 2, 1, 3 * 3600.0)
+    assert spec.policy == policy and spec.fixed["validation_data"] == str(data) and spec.fixed["seed"] == 5
