@@ -253,9 +253,9 @@ def _unknown_key_hint(key: str) -> str:
     from jupyter_avml.sweep.config import SWEEP_KEYS  # the sweep layer builds on this one: imported on error only
 
     if key in SWEEP_KEYS or key in ("compute_target", "primary_metric"):
-        return (f": {key} is an experiment (sweep) setting, not a setting of one run; give it to "
-                f"jupyter_avml.automl.AutoMLImageConfig or an experiment YAML, and submit with "
-                f"Experiment(workspace, name).submit(config) (docs/porting.md)")
+        return (f": {key} is an experiment (sweep) setting, not a setting of one run; run an experiment instead "
+                f"(`avml sweep FILE`, or jupyter_avml.automl.AutoMLImageConfig submitted with "
+                f"Experiment(workspace, name).submit(config); docs/porting.md)")
     close = difflib.get_close_matches(key, list(PARAMS) + list(ALIASES), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
