@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -413,3 +414,43 @@ def test_positional_arguments_follow_the_cloud_signature(data):
     assert (spec.sampling, spec.iterations, spec.max_concurrent_iterations, spec.budget_seconds) == \
         ("grid", 2, 1, 3 * 3600.0)
     assert spec.policy == policy and spec.fixed["validation_data"] == str(data) and spec.fixed["seed"] == 5
+
+
+# -- child runs, read from their files ------------------------------------------------------------------------
+def test_child_metrics_are_lists_per_epoch_as_the_cloud_returns_them(tmp_path):
+    from jupyter_avml.automl import AutoMLRun
+    from jupyter_avml.sweep.experiment import ExperimentHandle
+    from jupyter_avml.sweep.folder import ExperimentFolder
+    from jupyter_avml.sweep.state import ChildState, ExperimentState
+    from jupyter_avml.workspace import Workspace
+
+    ws = Workspace.resolve(tmp_path / "ws")
+    run_id = "b" * 32
+    outputs = ws.runs_dir / run_id / "outputs"
+    outputs.mkdir(parents=True)
+    (outputs / "model.pt").write_bytes(b"weights")
+    (outputs / "metrics.json").write_text(json.dumps({"per_epoch": [
+        {"epoch": 1, "train_loss": 1.5, "learning_rate": 0.01, "metrics": {"accuracy": 0.5, "log_loss": 1.1}},
+        {"epoch": 2, "train_loss": 1.2, "learning_rate": 0.005, "metrics": {}},  # not evaluated
+        {"epoch": 3, "train_loss": 0.9, "learning_rate": 0.001, "metrics": {"accuracy": 0.75, "log_loss": 0.7}},
+    ]}))
+    running = ChildState(id=1, params={"model_name": "resnet34", "learning_rate": 0.02}, model_name="resnet34",
+                         status="running", metric_history=[[1, 0.25]])
+    ExperimentFolder.of(ws.root, "exp").write_state(ExperimentState(
+        name="exp", task="image-classification", primary_metric="accuracy", status="running", best_child=0,
+        children=[ChildState(id=0, params={"model_name": "resnet18"}, model_name="resnet18", status="completed",
+                             run_id=run_id, best_value=0.75, best_epoch=3), running]))
+    parent = AutoMLRun(ExperimentHandle("exp", ws))
+    done, going = parent.get_children()
+    assert done.get_metrics() == {"train_loss": [1.5, 1.2, 0.9], "learning_rate": [0.01, 0.005, 0.001],
+                                  "accuracy": [0.5, 0.75], "log_loss": [1.1, 0.7]}
+    assert done.get_metrics("accuracy") == {"accuracy": [0.5, 0.75]} and done.get_metrics("nope") == {}
+    assert going.get_metrics() == {"accuracy": 0.25}  # no outputs yet: the state's primary metric
+    assert done.properties == {"model_name": "resnet18", "score": 0.75, "primary_metric": "accuracy",
+                               "iteration": 0, "status": "completed", "best_epoch": 3,
+                               "hyperparameters": {"model_name": "resnet18"}, "run_id": run_id}
+    assert going.id == "exp_1" and going.properties["hyperparameters"]["learning_rate"] == 0.02
+    assert done.get_file_names() == ["outputs/metrics.json", "outputs/model.pt"]
+    copied = done.download_files(prefix="outputs/", output_directory=tmp_path / "copy", append_prefix=False)
+    assert sorted(Path(p).name for p in copied) == ["metrics.json", "model.pt"]
+    assert (tmp_path / "copy" / "model.pt").read_bytes() == b"weights"
