@@ -30,7 +30,7 @@ from jupyter_avml.errors import ConfigError
 from jupyter_avml.models.registry import get_model_spec
 from jupyter_avml.tasks import ImageTask
 
-PATH_KEYS = ("training_data", "validation_data", "pretrained_weights", "workspace")
+PATH_KEYS = ("training_data", "validation_data", "pretrained_weights", "workspace", "checkpoint_filename")
 MAX_MODEL_NAME = 100
 
 MAX_BATCH_INPUT_BYTES = 16 << 30
@@ -277,10 +277,27 @@ def _check_consistency(values: dict[str, Any], user: set[str], spec, errors: _Er
     if spec.layer_groups and values.get("layers_to_freeze") and values["layers_to_freeze"] > len(spec.layer_groups):
         errors.add("layers_to_freeze", f"{spec.name} has {len(spec.layer_groups)} layer groups; "
                    f"layers_to_freeze must be in [1, {len(spec.layer_groups)}]", values["layers_to_freeze"])
+    _check_start_model(values, user, errors)
     _check_memory(values, errors)
     device = str(values["device"])
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
         errors.add("device", "device must be 'auto', 'cpu', 'cuda' or 'cuda:N'", device)
+
+
+def _check_start_model(values: dict[str, Any], user: set[str], errors: _Errors) -> None:
+    """Incremental training (``checkpoint_run_id`` or ``checkpoint_filename``) gives the starting weights: no
+    pretrained weights are loaded under them (``pretrained`` becomes 0 unless the user set it, then it is an
+    error, as ``pretrained_weights`` is)."""
+    if not (values.get("checkpoint_run_id") or values.get("checkpoint_filename")):
+        return
+    if values.get("checkpoint_run_id") and values.get("checkpoint_filename"):
+        errors.add("checkpoint_filename", "give checkpoint_run_id or checkpoint_filename, not both (the model to "
+                   "start from)", values["checkpoint_filename"])
+    for key in ("pretrained_weights", "pretrained"):
+        if key in user and values.get(key):
+            errors.add(key, f"{key} and a checkpoint to start from (checkpoint_run_id, checkpoint_filename) both "
+                       f"give the starting weights; give one", values[key])
+    values["pretrained"] = 0
 
 
 def _batch_inputs(values: dict[str, Any]) -> list[tuple[str, str, float]]:

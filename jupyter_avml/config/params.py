@@ -127,6 +127,10 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
        hyperparameter=False),
     _p("pretrained_weights", "path", "A local weights file to start from instead of downloading.",
        hyperparameter=False, nullable=True),
+    _p("checkpoint_run_id", "str", "Incremental training: start from the model of this earlier run of the workspace "
+       "(same model, same labels).", hyperparameter=False, nullable=True),
+    _p("checkpoint_filename", "path", "Incremental training: start from this model file (a run's outputs/model.pt).",
+       hyperparameter=False, nullable=True),
     _p("skip_invalid", "bool01", "Train on the valid rows and write the rejected ones next to the run outputs.", 0,
        hyperparameter=False),
     _p("image_url_prefix_map", "mapping", "Map URL prefixes (e.g. 'AmlDatastore://image_data/') to local folders.",

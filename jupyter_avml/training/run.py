@@ -64,8 +64,11 @@ def train(config: AutoMLImageConfig, *, workspace: str | os.PathLike | Workspace
 
     from jupyter_avml.training.data import load_run_data
 
+    from jupyter_avml.training.incremental import check_start_model
+
     ws = Workspace.resolve(workspace if workspace is not None else config.workspace)
     data = load_run_data(config, ws)  # bad data fails here, before a run is recorded
+    start_model = check_start_model(config, ws, data.class_names)  # so does a checkpoint that cannot continue
     tracker = Tracker(ws, config.tracking_uri)
     run_tags = {"task": config.task_type.value, "model_name": config.model_name, **(tags or {})}
     run_id = tracker.start_run(experiment=experiment or DEFAULT_EXPERIMENT, run_name=run_name or config.run_name,
@@ -75,7 +78,8 @@ def train(config: AutoMLImageConfig, *, workspace: str | os.PathLike | Workspace
     _write_run_json(run_dir, run_id=run_id, task=config.task_type.value, model_name=config.model_name,
                     status="running", experiment=experiment or DEFAULT_EXPERIMENT, parent_run_id=parent_run_id,
                     primary_metric=config.task_type.primary_metric, created=time.time(), pid=os.getpid())
-    return _execute(config, ws, tracker, run_id, run_dir, data, callbacks, stop_signal, resume=False)
+    return _execute(config, ws, tracker, run_id, run_dir, data, callbacks, stop_signal, resume=False,
+                    start_model=start_model)
 
 
 def resume(run_id: str, *, workspace: str | os.PathLike | Workspace | None = None,
@@ -96,12 +100,16 @@ def resume(run_id: str, *, workspace: str | os.PathLike | Workspace | None = Non
     tracker.reopen(run_id)
     (run_dir / STOP_FILENAME).unlink(missing_ok=True)
     _write_run_json(run_dir, status="running", pid=os.getpid())
-    return _execute(config, ws, tracker, run_id, run_dir, data, callbacks, stop_signal,
-                    resume=(run_dir / "checkpoints" / "last.pt").exists())
+    resuming = (run_dir / "checkpoints" / "last.pt").exists()
+    from jupyter_avml.training.incremental import check_start_model
+
+    start_model = None if resuming else check_start_model(config, ws, data.class_names)
+    return _execute(config, ws, tracker, run_id, run_dir, data, callbacks, stop_signal, resume=resuming,
+                    start_model=start_model)
 
 
 def _execute(config, ws: Workspace, tracker, run_id: str, run_dir: Path, data, callbacks, stop_signal,
-             resume: bool) -> RunSummary:
+             resume: bool, start_model=None) -> RunSummary:
     from jupyter_avml.training.engine import finished_event
     from jupyter_avml.training.outputs import write_run_outputs
 
@@ -120,7 +128,7 @@ def _execute(config, ws: Workspace, tracker, run_id: str, run_dir: Path, data, c
         log.info("run %s: %s, %d training and %d validation images, %d classes", run_id, config.model_name,
                  len(data.train), len(data.valid), len(data.class_names))
         trainer = build_trainer(config, data, run_id=run_id, run_dir=run_dir, callbacks=events,
-                                stop_signal=stop_signal)
+                                stop_signal=stop_signal, start_model=start_model)
         result = trainer.fit(resume=resume)
         best = result.best_result or result.last_result
         write_run_outputs(outputs, class_names=data.class_names, primary_metric=primary, best=best,
@@ -165,20 +173,24 @@ RUNNERS = {
 }
 
 
-def build_trainer(config: AutoMLImageConfig, data, *, run_id: str, run_dir: Path, callbacks, stop_signal):
-    """The engine (or runner) that trains ``config.model_name``."""
+def build_trainer(config: AutoMLImageConfig, data, *, run_id: str, run_dir: Path, callbacks, stop_signal,
+                  start_model=None):
+    """The engine (or runner) that trains ``config.model_name``; ``start_model`` (``training.incremental``):
+    the weights a new run starts from."""
     import importlib
 
     family = config.model_spec.family
     if family in RUNNERS:
         module, _, name = RUNNERS[family].partition(":")
         runner = getattr(importlib.import_module(module), name)
-        return runner(config, data, run_id=run_id, run_dir=run_dir, callbacks=callbacks, stop_signal=stop_signal)
+        return runner(config, data, run_id=run_id, run_dir=run_dir, callbacks=callbacks, stop_signal=stop_signal,
+                      start_model=start_model)
     from jupyter_avml.training.engine import Trainer
 
     module, _, name = RECIPES[family].partition(":")
     recipe = getattr(importlib.import_module(module), name)(config, data.class_names, data.train, data.valid)
-    return Trainer(recipe, config, run_id=run_id, run_dir=run_dir, callbacks=callbacks, stop_signal=stop_signal)
+    return Trainer(recipe, config, run_id=run_id, run_dir=run_dir, callbacks=callbacks, stop_signal=stop_signal,
+                   start_model=start_model)
 
 
 # -- run folder helpers -------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import re
 
@@ -45,6 +46,8 @@ def resolves(name: str) -> bool:
             except ModuleNotFoundError:
                 continue
             for attr in parts[cut:]:
+                if dataclasses.is_dataclass(obj) and attr in {f.name for f in dataclasses.fields(obj)}:
+                    return True  # a dataclass field (no class attribute when it has a default factory)
                 obj = getattr(obj, attr)  # AttributeError: the name does not resolve
             return True
         return False

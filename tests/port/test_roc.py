@@ -76,3 +76,32 @@ def test_roc_curves_survive_json():
     back = MetricsResult.from_dict(data)
     assert back.roc_curves["a"]["fpr"] == result.roc_curves["a"]["fpr"]
     assert back.roc_curves["a"]["thresholds"][1:] == result.roc_curves["a"]["thresholds"][1:]
+
+
+def test_a_run_writes_the_roc_chart_and_data_and_the_dashboard_shows_it(tmp_path):
+    from jupyter_avml.dashboard import ExperimentFiles
+    from jupyter_avml.training.outputs import write_run_outputs
+
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    best = multiclass_metrics(probs, np.array([0, 1, 1, 0]), ["a", "b"])
+    run_id = "e" * 32
+    outputs = tmp_path / "ws" / "runs" / run_id / "outputs"
+    history = [{"epoch": 1, "train_loss": 0.5, "learning_rate": 0.01, "metrics": dict(best.scalars)}]
+    files = write_run_outputs(outputs, class_names=["a", "b"], primary_metric="accuracy", best=best, best_epoch=1,
+                              history=history, config_yaml="task: image-classification\n")
+    assert json.loads((outputs / "roc_curves.json").read_text()) == json.loads(json.dumps(
+        {k: {n: [None if math.isinf(v) else v for v in seq] for n, seq in c.items()}
+         for k, c in best.roc_curves.items()}))
+    assert files["roc_curves_plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = ExperimentFiles("any", tmp_path / "ws").run_report(run_id)
+    assert report.images["roc_curves"] == (outputs / "roc_curves.png").read_bytes()
+
+
+def test_detection_runs_have_no_roc_chart(tmp_path):
+    from jupyter_avml.training.outputs import write_run_outputs
+
+    result = MetricsResult(task="image-object-detection", primary_metric="mean_average_precision",
+                           scalars={"mean_average_precision": 0.5}, class_names=["a"])
+    files = write_run_outputs(tmp_path, class_names=["a"], primary_metric="mean_average_precision", best=result,
+                              best_epoch=1, history=[], config_yaml="")
+    assert "roc_curves" not in files and not (tmp_path / "roc_curves.png").exists()

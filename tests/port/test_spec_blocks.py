@@ -2,7 +2,9 @@
 cells and the data paths changed (tiny generated data, 1-epoch children on the CPU).
 
 configure -> submit -> wait -> best child -> properties/metrics/files -> register -> load -> predict, for image
-classification (the tuning block of spec section 9) and object detection (the baseline of section 8).
+classification (the tuning block of spec section 9) and object detection (the baseline of section 8); then a
+run continues the best child (``checkpoint_run_id``: incremental training through the engine and through
+ultralytics' trainer).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from jupyter_avml.data.shapes import make_shapes
 from tests.sweep.test_experiment import assert_no_processes, kill_leftovers
@@ -21,6 +24,29 @@ TINY_CLASSIFIER = ["--number_of_epochs", 1, "--pretrained", 0, "--train_crop_siz
                    "--valid_resize_size", 32, "--training_batch_size", 8, "--cpu_threads", 1, "--seed", 3]
 TINY_YOLO = ["--number_of_epochs", 1, "--pretrained", 0, "--img_size", 64, "--model_size", "small",
              "--training_batch_size", 8, "--validation_batch_size", 8, "--cpu_threads", 2]
+
+
+def as_settings(arguments: list) -> dict:
+    """``["--name", value, ...]`` -> ``{name: value}``."""
+    return {name[2:]: value for name, value in zip(arguments[::2], arguments[1::2], strict=True)}
+
+
+def continue_from(best_child_run, ws, task: str, training_data: str, model_name: str, arguments: list,
+                  **extra) -> None:
+    """Incremental training from the best child (``checkpoint_run_id``), with the same labels: at learning
+    rate 0 the continued model keeps the best child's weights (batch-norm statistics aside)."""
+    from jupyter_avml import AutoMLImageConfig as RunConfig
+    from jupyter_avml import train
+
+    config = RunConfig(task=task, training_data=training_data, model_name=model_name,
+                       checkpoint_run_id=best_child_run.id, learning_rate=0.0, weight_decay=0.0,
+                       **{**as_settings(arguments), **extra})
+    continued = train(config, workspace=ws)
+    before = torch.load(best_child_run.run_dir / "outputs" / "model.pt", weights_only=True)
+    after = torch.load(continued.model_path, weights_only=True)
+    assert after["class_names"] == before["class_names"]
+    weights = [k for k in before["state_dict"] if "running_" not in k and "num_batches" not in k]
+    assert weights and all(torch.equal(before["state_dict"][k], after["state_dict"][k]) for k in weights)
 
 
 @pytest.fixture
@@ -95,7 +121,8 @@ def test_classification_tuning_block_end_to_end(tmp_path, ws_path, capsys, monke
     assert metrics["accuracy"] == best_child_run.properties["score"]  # one evaluated epoch: the value itself
     assert {"train_loss", "learning_rate", "log_loss"} <= set(metrics)
     files = best_child_run.get_file_names()
-    assert {"outputs/model.pt", "outputs/labels.json", "outputs/metrics.json", "train.log"} <= set(files)
+    assert {"outputs/model.pt", "outputs/labels.json", "outputs/metrics.json", "train.log",
+            "outputs/roc_curves.json", "outputs/roc_curves.png", "outputs/pr_curves.json"} <= set(files)
     labels = best_child_run.download_file("outputs/labels.json", output_file_path="labels.json")
     assert json.loads(Path(labels).read_text()) == ["circle", "square", "triangle"]
     assert (model.name, model.version, model.run_id) == ("resnet18", 1, best_child_run.id)
@@ -106,6 +133,7 @@ def test_classification_tuning_block_end_to_end(tmp_path, ws_path, capsys, monke
     assert prediction["labels"] == ["circle", "square", "triangle"] and len(prediction["probs"]) == 3
     assert load_model(model.uri, workspace=ws).predict(str(image)) == prediction  # the registered version
     assert_no_processes(ws_path)
+    continue_from(best_child_run, ws, "image-classification", training_dataset, "resnet18", TINY_CLASSIFIER)
 
 
 @pytest.mark.slow
@@ -152,8 +180,9 @@ def test_object_detection_baseline_block_end_to_end(tmp_path, ws_path):
     assert isinstance(prediction["boxes"], list)
     for box in prediction["boxes"]:
         assert set(box) == {"box", "label", "score"} and box["label"] in ("circle", "square", "triangle")
-
     assert_no_processes(ws_path)
+    continue_from(best_child_run, ws, "image-object-detection", training_dataset, "yolov5", TINY_YOLO,
+                  warmup_cosine_lr_warmup_epochs=0, device="cpu")
 
 
 @pytest.mark.slow
