@@ -17,11 +17,16 @@ labels in the same order; anything else is refused, before the run is created, w
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jupyter_avml.config.loader import echo_value
 from jupyter_avml.errors import ConfigError
+
+#: A run id (MLflow: 32 lowercase hexadecimal characters) or a unique prefix of one.
+RUN_ID_RE = re.compile(r"[0-9a-f]{6,32}")
 
 __all__ = ["StartModel", "start_model_path", "check_start_model", "check_start_labels", "load_start_weights"]
 
@@ -49,6 +54,10 @@ def start_model_path(config, workspace) -> tuple[str, str, Path] | None:
 
     run_id, filename = config.get("checkpoint_run_id"), config.get("checkpoint_filename")
     if run_id:
+        if not RUN_ID_RE.fullmatch(str(run_id)):  # looked up inside <workspace>/runs only, never a path
+            raise ConfigError(f"checkpoint_run_id must be a run id (hexadecimal, a unique prefix of 6 to 32 "
+                              f"characters; see `avml runs list`), got {echo_value(run_id)}",
+                              field="checkpoint_run_id", value=run_id)
         run_dir = find_run_dir(workspace, str(run_id))
         path = run_dir / "outputs" / "model.pt"
         if not path.is_file():

@@ -151,3 +151,16 @@ def test_search_space_items_that_are_not_sub_spaces(tmp_path):
     job = image_classification(training_data=str(Path(tmp_path / "t.jsonl")))
     with pytest.raises(ConfigError, match="extend_search_space takes SearchSpace"):
         job.extend_search_space(["model_name"])
+
+
+@pytest.mark.parametrize("run_id", ["../..", "../../ws", "/etc", "aaaa", "A" * 32, HUGE, "abcdef/../.."])
+def test_checkpoint_run_ids_are_run_ids_not_paths(tmp_path, run_id):
+    from jupyter_avml.config import AutoMLImageConfig as RunConfig
+    from jupyter_avml.training.incremental import check_start_model
+
+    ws = Workspace.resolve(tmp_path / "ws")
+    (ws.runs_dir / "outputs").mkdir(parents=True)
+    config = RunConfig(task="image-classification", training_data="t.jsonl", checkpoint_run_id=run_id)
+    with pytest.raises(ConfigError, match="checkpoint_run_id must be a run id") as caught:
+        check_start_model(config, ws, ["a", "b"])
+    assert len(str(caught.value)) < 600
