@@ -298,7 +298,7 @@ def _option_label(row: ChildRow) -> str:
 def _hint(snap: Snapshot) -> str:
     if not snap.rows:
         return ""
-    text = ("choose a child to see its confusion matrix, PR curves and per-class metrics"
+    text = ("choose a child to see its confusion matrix, PR and ROC curves and per-class metrics"
             if not snap.finished else "no child reported a metric")
     return f'<div class="avml-details-hint" style="color:#757575;font-size:12px;margin-top:6px;">{text}</div>'
 
