@@ -77,10 +77,12 @@ def export_onnx(model: str | os.PathLike, output: str | os.PathLike | None = Non
         ONNX_FORMAT,
         OnnxSession,
         onnx_export_folder,
+        require_onnx_packages,
     )
     from jupyter_avml.inference.predictor import load_model
     from jupyter_avml.serving.model_source import resolve_model_reference
 
+    require_onnx_packages("ONNX export", "onnx", "onnxruntime")  # before any work
     started = time.perf_counter()
     source = resolve_model_reference(model, workspace)
     if not source.startswith("models:/") and onnx_export_folder(source) is not None:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from jupyter_avml.errors import ConfigError, NotFoundError
+from jupyter_avml.errors import AvmlError, ConfigError, NotFoundError
 from jupyter_avml.inference.detection import DetectionPredictor
 from jupyter_avml.inference.predictor import Predictor
 from jupyter_avml.inference.yolo import YoloPredictor
@@ -47,6 +47,20 @@ ONNX_FORMAT = "jupyter_avml.onnx/1"
 ONNX_FILE = "model.onnx"
 DESCRIPTION_FILE = "onnx_model.json"
 LABELS_FILE = "labels.json"
+
+
+class OnnxPackagesMissing(AvmlError, ImportError):
+    """The ONNX packages (the ``onnx`` extra) are not installed; the message names them and how to install them."""
+
+
+def require_onnx_packages(purpose: str, *modules: str) -> None:
+    """Raise ``OnnxPackagesMissing`` naming the missing ones of ``modules`` (import names) and what needs them."""
+    import importlib.util
+
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise OnnxPackagesMissing(f"{purpose} needs {', '.join(missing)}, not installed here: "
+                                  f"pip install 'jupyter_avml[onnx]'")
 
 
 def onnx_export_folder(path: str | os.PathLike) -> Path | None:
@@ -133,6 +147,7 @@ class OnnxSession:
     """An onnxruntime session on the CPU (or CUDA when asked for and available); ``run(feeds)`` -> outputs."""
 
     def __init__(self, path: Path, device: str = "auto"):
+        require_onnx_packages(f"running the ONNX model {path}", "onnxruntime")
         import onnxruntime
 
         available = onnxruntime.get_available_providers()

@@ -11,10 +11,14 @@ import json
 import numpy as np
 import pytest
 
-from jupyter_avml.errors import ConfigError
-from jupyter_avml.export import export_onnx
-from jupyter_avml.inference.predictor import load_model
-from tests.serving.models import CLASSES, image_bytes, save_untrained
+# The `onnx` extra (installed by `make test`): export needs onnx, running an export onnxruntime.
+pytest.importorskip("onnx", reason="ONNX export needs the onnx package: pip install 'jupyter_avml[onnx]'")
+pytest.importorskip("onnxruntime", reason="ONNX inference needs onnxruntime: pip install 'jupyter_avml[onnx]'")
+
+from jupyter_avml.errors import ConfigError  # noqa: E402
+from jupyter_avml.export import export_onnx  # noqa: E402
+from jupyter_avml.inference.predictor import load_model  # noqa: E402
+from tests.serving.models import CLASSES, image_bytes, save_untrained  # noqa: E402
 
 IMAGES = [image_bytes(width=64 + 16 * i, height=48 + 8 * i, seed=20 + i) for i in range(3)]
 
