@@ -1,4 +1,4 @@
-"""``avml predict``, ``avml score``, ``avml deploy`` / ``deployments`` / ``deploy --stop`` through the command line."""
+"""``avml predict``, ``score``, ``serve``, ``deploy`` / ``deployments`` / ``deploy --stop`` through the command line."""
 
 from __future__ import annotations
 
@@ -123,3 +123,45 @@ def test_deploy_survives_its_caller_answers_with_its_key_and_stops(saved_models,
         assert main(["deploy", "--stop", "shapes"]) == 0
     [listed] = list_deployments(workspace)
     assert listed.status == "stopped" and listed.url is None
+
+
+def test_serve_answers_in_the_foreground_until_interrupted(saved_models, workspace):
+    """``avml serve MODEL --port 0 --key KEY``: it prints where it listens, answers real requests (the key
+    required), logs each request, and Ctrl-C (SIGINT) ends it cleanly."""
+    import re
+    import signal
+    import time
+
+    outputs = saved_models("image-classification")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "AVML_WORKSPACE": str(workspace), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "jupyter_avml", "serve", str(outputs), "--port", "0",
+                                "--key", "k3y", "--device", "cpu"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        seen, deadline = [], time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = process.stderr.readline()
+            assert line or process.poll() is None, "".join(seen)
+            seen.append(line)
+            found = re.search(r" at (http://127\.0\.0\.1:\d+)$", line.strip())
+            if found:
+                url = found.group(1)
+                break
+        else:
+            pytest.fail("avml serve did not say where it listens:\n" + "".join(seen))
+        while "Ctrl-C stops it" not in seen[-1]:
+            seen.append(process.stderr.readline())
+        assert any("Authorization: Bearer k3y" in line for line in seen), "the printed curl request has the key"
+        status, answer, _ = post_image(url, image_bytes(), "k3y")
+        assert status == 200 and answer["labels"] == CLASSES and len(answer["probs"]) == 3
+        status, answer, _ = post_image(url, image_bytes())
+        assert status == 401 and answer["error"]["code"] == "missing_key"
+        process.send_signal(signal.SIGINT)
+        _, rest = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, rest  # the CLI's status for Ctrl-C, after uvicorn's graceful shutdown
+    assert "POST /score 200" in rest and "error=missing_key" in rest  # each request logged, on stderr
+    assert "Finished server process" in rest and "Traceback" not in rest
