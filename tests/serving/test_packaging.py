@@ -26,12 +26,24 @@ TASKS = ["image-classification", "image-classification-multilabel", "image-objec
 
 @pytest.fixture(scope="module")
 def packaged(tmp_path_factory):
-    """``{task: outputs folder}``: an untrained model per task, packaged."""
+    """``{task (or "yolov5"): outputs folder}``: an untrained model per task and of each family, packaged."""
     made = {}
     for task in TASKS:
         made[task] = save_untrained(tmp_path_factory.mktemp(task), task)
         package_model(made[task])
+    made["yolov5"] = save_untrained(tmp_path_factory.mktemp("yolov5"), "image-object-detection", "yolov5")
+    package_model(made["yolov5"])
     return made
+
+
+def test_a_yolov5_package_has_its_settings_and_requirements(packaged):
+    mlmodel = yaml.safe_load((packaged["yolov5"] / "MLmodel").read_text())
+    params = {p["name"]: (p["type"], p["default"]) for p in json.loads(mlmodel["signature"]["params"])}
+    assert params == {"img_size": ("long", 64), "model_size": ("string", "small"),
+                      "box_score_thresh": ("double", 0.0), "box_iou_thresh": ("double", 0.5)}
+    requirements = (packaged["yolov5"] / "requirements.txt").read_text().split()
+    assert f"ultralytics=={metadata.version('ultralytics')}" in requirements
+    assert "'img_size': 64," in (packaged["yolov5"] / "scoring_file_v_1_0_0.py").read_text()
 
 
 def test_the_package_describes_the_model_and_pins_its_environment(packaged):
@@ -127,8 +139,9 @@ def test_a_run_leaves_the_package_beside_its_model(trained_run):
 @pytest.mark.slow
 def test_pyfunc_round_trip_per_task_and_from_the_registry_in_a_fresh_process(packaged, trained_run, tmp_path,
                                                                               monkeypatch):
-    """Each task's MLflow model loads with mlflow.pyfunc in a new interpreter and predicts what load_model does
-    (params included); a registered version loads by ``models:/NAME/VERSION`` there too, with both loaders."""
+    """Each task's (and yolov5's) MLflow model loads with mlflow.pyfunc in a new interpreter and predicts what
+    load_model does (params included); a registered version loads by ``models:/NAME/VERSION`` there too, with both
+    loaders."""
     from jupyter_avml.serving.model_source import ServedModel
     from jupyter_avml.tracking.registry import register_run_model
 
@@ -148,7 +161,8 @@ def test_pyfunc_round_trip_per_task_and_from_the_registry_in_a_fresh_process(pac
         table = pd.DataFrame({"image": [sys.argv[2], sys.argv[2]]})
         for name, uri in json.loads(sys.argv[1]).items():
             model = mlflow.pyfunc.load_model(uri)
-            params = {"box_detections_per_img": 1} if name == "image-object-detection" else None
+            params = {"image-object-detection": {"box_detections_per_img": 1},
+                      "yolov5": {"box_score_thresh": 0.99}}.get(name)
             out[name] = {"default": model.predict(table).to_dict(orient="records"),
                          "params": model.predict(table, params=params).to_dict(orient="records") if params else None}
         registered = jupyter_avml.load_model("models:/shapes/latest", device="cpu")
@@ -177,7 +191,8 @@ def test_pyfunc_round_trip_per_task_and_from_the_registry_in_a_fresh_process(pac
             if name == "image-instance-segmentation":
                 assert all("polygon" in b for b in rows[0]["boxes"])
         if answers[name]["params"]:
-            assert len(expected["boxes"]) > 1 and len(answers[name]["params"][0]["boxes"]) == 1
+            assert len(expected["boxes"]) > 1
+            assert len(answers[name]["params"][0]["boxes"]) == (1 if name == "image-object-detection" else 0)
     expected = load_model(run_outputs, device="cpu").predict(data)
     assert answers["avml"]["probs"] == pytest.approx(expected["probs"], abs=1e-5)
     served = ServedModel("shapes", workspace=workspace, device="cpu")  # a registered name is its latest version
