@@ -79,8 +79,8 @@ def test_classifiers_export_with_a_dynamic_batch_and_match_pytorch(task, exports
         assert abs(sum(got[0]["probs"]) - 1) > 1e-3, "independent sigmoids, not a softmax"
 
 
-@pytest.mark.parametrize("task", ["image-object-detection",
-                                  pytest.param("image-instance-segmentation", marks=pytest.mark.slow)])
+@pytest.mark.slow  # tracing a torchvision detector takes about 10 s on a CPU core
+@pytest.mark.parametrize("task", ["image-object-detection", "image-instance-segmentation"])
 def test_torchvision_detectors_match_pytorch_image_by_image(task, exports):
     outputs, result = exports(task)
     description = json.loads(open(f"{result.folder}/onnx_model.json").read())
@@ -98,6 +98,14 @@ def test_torchvision_detectors_match_pytorch_image_by_image(task, exports):
                           load_model(result.folder, device="cpu", **strict).predict(IMAGES), strict=True):
         assert len(have["boxes"]) <= 2
         assert_same_detections(want, have)
+    # The settings the graph fixed are refused, saying what it was exported with and how to change it.
+    for settings, words in (({"min_size": 32}, ["exported with min_size=64", "--set min_size=32"]),
+                            ({"box_nms_thresh": 0.3}, ["box_nms_thresh", "fixed by the graph"]),
+                            ({"box_detections_per_img": 50}, ["at most 10"]),
+                            ({"valid_crop_size": 32}, ["not an inference setting"])):
+        with pytest.raises(ConfigError) as caught:
+            load_model(result.folder, device="cpu", **settings)
+        assert all(word in str(caught.value) for word in words), str(caught.value)
 
 
 @pytest.mark.slow
@@ -115,17 +123,12 @@ def test_yolov5_exports_through_ultralytics_and_matches_pytorch(exports):
 
 
 def test_settings_the_graph_fixed_are_refused_with_how_to_change_them(exports):
-    _, result = exports("image-object-detection")
-    for settings, words in (({"min_size": 32}, ["exported with min_size=64", "--set min_size=32"]),
-                            ({"box_nms_thresh": 0.3}, ["box_nms_thresh", "fixed by the graph"]),
-                            ({"box_detections_per_img": 50}, ["at most 10"]),
-                            ({"valid_crop_size": 32}, ["not an inference setting"])):
-        with pytest.raises(ConfigError) as caught:
-            load_model(result.folder, device="cpu", **settings)
-        assert all(word in str(caught.value) for word in words), str(caught.value)
     _, classifier = exports("image-classification")
-    with pytest.raises(ConfigError, match="valid_crop_size"):
+    with pytest.raises(ConfigError, match=r"exported with valid_crop_size=32.*--set valid_crop_size=28"):
         load_model(classifier.folder, device="cpu", valid_crop_size=28)
+    with pytest.raises(ConfigError, match="box_score_thresh is not an inference setting"):
+        load_model(classifier.folder, device="cpu", box_score_thresh=0.5)
+    assert load_model(classifier.folder, device="cpu", valid_resize_size=40).config.valid_resize_size == 40
 
 
 def test_an_onnx_export_is_served_like_the_model(exports):
