@@ -6,7 +6,10 @@ no waiting at all, and N concurrent clients share forward passes instead of queu
 batch of 8 costs much less than 8 batches of 1).
 
 The batch also waits up to ``max_wait_s`` for requests that have arrived but whose bodies are still being read
-(``arriving``): they would otherwise just miss it. A request alone never waits.
+(``arriving``): they would otherwise just miss it. And it waits up to ``max_wait_s`` for as many requests as the
+previous batch held: clients answered together send their next requests together, a few milliseconds apart, and
+without the wait the first of them would go alone and split the others into smaller batches. A request alone
+(after a batch of one) never waits; after a burst ends, one batch waits ``max_wait_s`` in vain, then none does.
 
 Batches run on one worker thread: the event loop keeps accepting, reading and answering requests meanwhile,
 and the model (not thread-safe, and already using every core through its own threads) sees one batch at a time.
@@ -64,6 +67,7 @@ class MicroBatcher:
         self.stats = BatchStats()
         self._queue: deque[_Job] = deque()
         self._arriving = 0
+        self._last_requests = 0  # requests in the previous batch: the company the next one may expect
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avml-predict")
         self._loop_task: asyncio.Task | None = None
@@ -112,7 +116,9 @@ class MicroBatcher:
     async def _gather_company(self) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait_s
-        while self._arriving > 0 and self._queued_like(self._queue[0].key) < self.max_batch_size:
+        key = self._queue[0].key
+        while self._queued_like(key) < self.max_batch_size and \
+                (self._arriving > 0 or self._requests_like(key) < self._last_requests):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
@@ -122,6 +128,9 @@ class MicroBatcher:
 
     def _queued_like(self, key: Hashable) -> int:
         return sum(len(job.items) for job in self._queue if job.key == key and not job.future.done())
+
+    def _requests_like(self, key: Hashable) -> int:
+        return sum(1 for job in self._queue if job.key == key and not job.future.done())
 
     def _take_batch(self) -> list[_Job]:
         """The first job and the queued jobs with its key that fit in ``max_batch_size`` images (a job is never
@@ -139,7 +148,9 @@ class MicroBatcher:
             else:
                 kept.append(job)
         self._queue = kept
-        return [job for job in batch if not job.future.done()]
+        batch = [job for job in batch if not job.future.done()]
+        self._last_requests = len(batch)
+        return batch
 
     async def _run(self, batch: list[_Job]) -> None:
         loop = asyncio.get_running_loop()

@@ -95,6 +95,37 @@ def test_a_batch_waits_for_requests_still_arriving_but_not_longer_than_max_wait(
     assert 0.45 <= elapsed < 2.0, "then the batch went without the one that never came"
 
 
+def test_clients_answered_together_are_waited_for_together_but_a_lone_client_is_not():
+    """After a batch of three requests, the next batch waits (up to max_wait) for three; a batch of one expects
+    no company: the following lone request goes at once."""
+    model = StandIn()
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch_size=8, max_wait_s=0.5)
+        await asyncio.gather(*(batcher.submit((), [i]) for i in range(3)))  # queued together: one batch of 3
+
+        async def after(delay, item):
+            await asyncio.sleep(delay)
+            return await batcher.submit((), [item])
+
+        started = time.perf_counter()
+        await asyncio.gather(after(0.0, 3), after(0.05, 4), after(0.1, 5))  # the same clients, a little apart
+        together = time.perf_counter() - started
+        started = time.perf_counter()
+        await batcher.submit((), [6])  # the burst is over: this batch waits for two that never come
+        waited = time.perf_counter() - started
+        started = time.perf_counter()
+        await batcher.submit((), [7])  # after a batch of one, a lone request goes at once
+        alone = time.perf_counter() - started
+        await batcher.close()
+        return together, waited, alone
+
+    together, waited, alone = run(scenario())
+    assert [items for _, items in model.batches] == [[0, 1, 2], [3, 4, 5], [6], [7]]
+    assert together < 0.4, "the batch went as soon as its third request came"
+    assert 0.45 <= waited < 2.0 and alone < 0.2
+
+
 def test_a_failing_batch_is_retried_request_by_request():
     model = StandIn(seconds=0.1)
 
