@@ -24,12 +24,14 @@ LIMIT_ARGS = (
     arg("--max-concurrent-requests", type=int, metavar="N", help="requests in flight; more get 503 (default 64)"),
     arg("--request-timeout", type=int, dest="request_timeout_s", metavar="S",
         help="the longest a request may take in seconds, queueing included (default 60)"),
+    arg("--body-timeout", type=int, dest="body_timeout_s", metavar="S",
+        help="the longest reading a request body may take in seconds (default 30; 408 after it)"),
     arg("--max-batch-size", type=int, metavar="N", help="images predicted together (default 8)"),
     arg("--max-batch-wait-ms", type=int, metavar="MS",
         help="how long a batch waits for requests still arriving, in milliseconds (default 10)"),
 )
 LIMIT_NAMES = ("max_body_bytes", "max_image_pixels", "max_images_per_request", "max_concurrent_requests",
-               "request_timeout_s", "max_batch_size")
+               "request_timeout_s", "body_timeout_s", "max_batch_size")
 
 
 def _limits(args) -> dict:

@@ -165,3 +165,18 @@ def test_serve_answers_in_the_foreground_until_interrupted(saved_models, workspa
     assert process.returncode == 130, rest  # the CLI's status for Ctrl-C, after uvicorn's graceful shutdown
     assert "POST /score 200" in rest and "error=missing_key" in rest  # each request logged, on stderr
     assert "Finished server process" in rest and "Traceback" not in rest
+
+
+def test_serve_and_deploy_take_every_limit_from_the_command_line():
+    from jupyter_avml.cli.main import build_parser
+    from jupyter_avml.cli.serve import _limits
+    from jupyter_avml.serving.limits import ServiceLimits
+
+    flags = ["--max-body-bytes", "1000", "--max-image-pixels", "2000", "--max-images-per-request", "3",
+             "--max-concurrent-requests", "4", "--request-timeout", "5", "--body-timeout", "6",
+             "--max-batch-size", "7", "--max-batch-wait-ms", "8"]
+    for verb in ("serve", "deploy"):
+        limits = ServiceLimits(**_limits(build_parser().parse_args([verb, "MODEL", *flags])))
+        assert limits == ServiceLimits(max_body_bytes=1000, max_image_pixels=2000, max_images_per_request=3,
+                                       max_concurrent_requests=4, request_timeout_s=5, body_timeout_s=6,
+                                       max_batch_size=7, max_batch_wait_s=0.008)
