@@ -69,7 +69,7 @@ def export_onnx(model: str | os.PathLike, output: str | os.PathLike | None = Non
         The ONNX opset (default ``onnx_graphs.OPSET``).
     """
     from jupyter_avml import __version__
-    from jupyter_avml.export.onnx_graphs import EXPORTERS, OPSET
+    from jupyter_avml.export.onnx_graphs import OPSET, exporter_for
     from jupyter_avml.inference.onnx_runtime import (
         DESCRIPTION_FILE,
         LABELS_FILE,
@@ -97,8 +97,11 @@ def export_onnx(model: str | os.PathLike, output: str | os.PathLike | None = Non
     folder.mkdir()
     try:
         graph = folder / ONNX_FILE
+        exporter = exporter_for(predictor)
+        if exporter is None:
+            raise ExportError(f"{predictor.model_name} ({family}) has no ONNX exporter in this version")
         try:
-            facts = EXPORTERS[family](predictor, graph, opset or OPSET)
+            facts = exporter(predictor, graph, opset or OPSET)
         except Exception as exc:  # noqa: BLE001 - the exporters' errors are many; the message keeps theirs
             raise ExportError(f"exporting {predictor.model_name} ({family}) to ONNX failed: "
                               f"{type(exc).__name__}: {exc}") from exc

@@ -142,4 +142,16 @@ def export_yolo(predictor, path: Path, opset: int = OPSET) -> dict[str, Any]:
     }
 
 
-EXPORTERS = {"timm": export_classifier, "torchvision": export_torchvision_detector, "yolov5": export_yolo}
+def exporter_for(predictor):
+    """The ``export_*`` of the model a predictor holds (by its predictor class: what the graph is traced from and
+    what pre/post-processing the ONNX predictor reuses), or None."""
+    from jupyter_avml.inference.classification import ClassificationPredictor
+    from jupyter_avml.inference.detection import DetectionPredictor
+
+    if isinstance(predictor, ClassificationPredictor):
+        return export_classifier
+    if isinstance(predictor, DetectionPredictor):
+        return export_torchvision_detector
+    from jupyter_avml.inference.yolo import YoloPredictor  # imported by now if the predictor is one
+
+    return export_yolo if isinstance(predictor, YoloPredictor) else None

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from jupyter_avml.errors import AvmlError, ConfigError, NotFoundError
+from jupyter_avml.inference.classification import ClassificationPredictor
 from jupyter_avml.inference.detection import DetectionPredictor
 from jupyter_avml.inference.predictor import Predictor
 from jupyter_avml.inference.yolo import YoloPredictor
@@ -107,13 +108,23 @@ def load_onnx_model(folder: Path, task=None, *, device: str = "auto", **model_se
     _check_fixed(folder, description, config)
     payload = {"task": description["task"], "model_name": description["model_name"],
                "class_names": description["class_names"], "config": description["config"]}
-    session = OnnxSession(folder / ONNX_FILE, device)
-    family = description["family"]
-    if family == "timm":
-        return OnnxClassificationPredictor(payload, config, session, description)
-    if family == "torchvision":
-        return OnnxDetectionPredictor(payload, config, session, description)
-    return OnnxYoloPredictor(payload, config, session, description)
+    predictor_class = onnx_predictor_class(description["family"])
+    if predictor_class is None:
+        raise ConfigError(f"{folder}: this version has no ONNX runtime for {description['model_name']} models "
+                          f"(family {description['family']!r})", field="family", value=description["family"])
+    return predictor_class(payload, config, OnnxSession(folder / ONNX_FILE, device), description)
+
+
+def onnx_predictor_class(family: str) -> type | None:
+    """The ONNX predictor of a family: the one of ``ONNX_PREDICTORS`` that specialises the family record's PyTorch
+    predictor (its pre- and post-processing), or None."""
+    from jupyter_avml.models.families import get_family
+
+    try:
+        base = get_family(family).predictor_class()
+    except ValueError:
+        return None
+    return next((cls for cls in ONNX_PREDICTORS if issubclass(cls, base)), None)
 
 
 def inference_setting_names(family: str) -> tuple[str, ...]:
@@ -163,13 +174,13 @@ class OnnxSession:
         return dict(zip(self.output_names, self.session.run(None, feeds), strict=True))
 
 
-class OnnxClassificationPredictor(Predictor):
+class OnnxClassificationPredictor(ClassificationPredictor):
     """``{"probs", "labels"}`` per image from the exported classifier (see the module docstring)."""
 
     runtime = "onnxruntime"
 
     def __init__(self, payload: dict, config, session: OnnxSession, description: dict[str, Any]):
-        super().__init__(payload, config, torch.device("cpu"))
+        Predictor.__init__(self, payload, config, torch.device("cpu"))  # no PyTorch model to build
         from jupyter_avml.models.transforms import eval_transform
 
         norm = description["preprocessing"]
@@ -247,3 +258,7 @@ class OnnxYoloPredictor(YoloPredictor):
         self.conf = float(config.box_score_thresh)
         self.iou = float(config.box_iou_thresh)
         self.batch_size = 8 if description.get("dynamic_batch") else 1
+
+
+# The ONNX counterparts of the PyTorch predictors (``onnx_predictor_class`` picks by the family's predictor).
+ONNX_PREDICTORS: tuple[type[Predictor], ...] = (OnnxClassificationPredictor, OnnxDetectionPredictor, OnnxYoloPredictor)
