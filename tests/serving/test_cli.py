@@ -125,6 +125,7 @@ def test_deploy_survives_its_caller_answers_with_its_key_and_stops(saved_models,
     assert listed.status == "stopped" and listed.url is None
 
 
+@pytest.mark.slow  # a new interpreter imports torch and the model: 6 s, over 10 s on a busy CPU
 def test_serve_answers_in_the_foreground_until_interrupted(saved_models, workspace):
     """``avml serve MODEL --port 0 --key KEY``: it prints where it listens, answers real requests (the key
     required), logs each request, and Ctrl-C (SIGINT) ends it cleanly."""
