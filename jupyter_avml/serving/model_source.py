@@ -38,7 +38,7 @@ def resolve_model_reference(reference: str | os.PathLike, workspace=None) -> str
         return str(path.resolve())
     if not _RUN_OR_NAME.match(text):
         raise NotFoundError(f"no model at {path} (no such file or folder)")
-    from jupyter_avml.training.run import find_run_dir
+    from jupyter_avml.runs.folder import find_run_dir
     from jupyter_avml.workspace import Workspace
 
     ws = Workspace.resolve(workspace)
@@ -46,7 +46,7 @@ def resolve_model_reference(reference: str | os.PathLike, workspace=None) -> str
         return str(find_run_dir(ws, text))
     except NotFoundError:
         pass
-    from jupyter_avml.tracking.registry import list_registered_models
+    from jupyter_avml.tracking.model_registry import list_registered_models
 
     names = [m["name"] for m in list_registered_models(ws)]
     if text in names:

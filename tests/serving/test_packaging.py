@@ -136,6 +136,19 @@ def test_a_run_leaves_the_package_beside_its_model(trained_run):
     assert "'valid_crop_size': 32," in (outputs / "scoring_file_v_1_0_0.py").read_text()
 
 
+def test_a_run_id_or_its_prefix_names_the_model_to_serve(trained_run):
+    from jupyter_avml.errors import NotFoundError
+    from jupyter_avml.serving.model_source import resolve_model_reference
+
+    workspace, summary = trained_run
+    run_dir = Path(summary.output_dir).parent
+    assert resolve_model_reference(summary.run_id, workspace) == str(run_dir)
+    assert resolve_model_reference(summary.run_id[:8], workspace) == str(run_dir)
+    assert resolve_model_reference(str(run_dir / "outputs"), workspace) == str(run_dir / "outputs")
+    with pytest.raises(NotFoundError, match=r"'nothing-here' is not a file, a run of .* or a registered model"):
+        resolve_model_reference("nothing-here", workspace)
+
+
 @pytest.mark.slow
 def test_pyfunc_round_trip_per_task_and_from_the_registry_in_a_fresh_process(packaged, trained_run, tmp_path,
                                                                               monkeypatch):
