@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     from jupyter_client.manager import start_new_kernel
 
     from jupyter_avml.data.shapes import make_shapes
-    from jupyter_avml.training.events import EpochMetrics, read_events
+    from jupyter_avml.runs.events import EpochMetrics, read_events
 
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="avml-latency-") as tmp:

@@ -54,14 +54,14 @@ def run_sweep(workspace: Path, name: str, config: dict) -> tuple:
 
 
 def child_events(workspace: Path, run_id: str) -> list:
-    from jupyter_avml.training.events import read_events
+    from jupyter_avml.runs.events import read_events
 
     events, _ = read_events(workspace / "runs" / run_id / "events.jsonl")
     return events
 
 
 def dispatch_and_utilisation(workspace: Path, data: Path, slots: int, children: int, epochs: int) -> bool:
-    from jupyter_avml.training.events import BatchProgress, EpochStarted, RunFinished, RunStarted
+    from jupyter_avml.runs.events import BatchProgress, EpochStarted, RunFinished, RunStarted
 
     config = {**SMALL, "training_data": str(data), "number_of_epochs": epochs, "sampling": "grid",
               "iterations": children, "max_concurrent_iterations": slots, "cpu_slots": slots,

@@ -51,7 +51,7 @@ class RegisteredModel:
 
         Raises ``ConfigError`` when the file is there already, unless ``exist_ok``.
         """
-        from jupyter_avml.tracking.registry import download_registered_model
+        from jupyter_avml.tracking.model_registry import download_registered_model
 
         source = download_registered_model(self.uri, self.workspace)
         target = Path(target_dir) / "model.pt"
@@ -201,7 +201,7 @@ class Run:
         ``model_path`` is the run's model file, ``outputs/model.pt``. ``tags`` and ``properties`` become tags
         of the version. Load it back with ``load_model(model.uri)``.
         """
-        from jupyter_avml.tracking.registry import register_run_model
+        from jupyter_avml.tracking.model_registry import register_run_model
 
         if str(model_path).replace("\\", "/").strip("/") != MODEL_PATH:
             self._file(model_path)  # a file that does not exist is named as such first

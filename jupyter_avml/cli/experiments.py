@@ -244,7 +244,7 @@ def register_verb(args, door=None) -> Registration:
         best = target.get_best_child()
         version = target.register_model(args.model_name)
         return Registration(args.model_name, version, best.run_id, target.name, best)
-    from jupyter_avml.tracking.registry import register_run_model
+    from jupyter_avml.tracking.model_registry import register_run_model
 
     version = register_run_model(target, args.model_name, workspace=args.workspace)
     return Registration(args.model_name, version, target)

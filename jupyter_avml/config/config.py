@@ -27,7 +27,7 @@ from jupyter_avml.config.params import (
     family_scopes,
 )
 from jupyter_avml.errors import ConfigError
-from jupyter_avml.models.registry import get_model_spec
+from jupyter_avml.models.zoo import get_model_spec
 from jupyter_avml.tasks import ImageTask
 
 PATH_KEYS = ("training_data", "validation_data", "pretrained_weights", "workspace", "checkpoint_filename")

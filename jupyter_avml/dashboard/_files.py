@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_avml.dashboard._model import DashboardModel, Snapshot
+from jupyter_avml.runs.events import Event, read_events
 from jupyter_avml.sweep.state import ExperimentState, experiment_dir, read_state
-from jupyter_avml.training.events import Event, read_events
 from jupyter_avml.workspace import Workspace
 
 #: The report images a finished run writes (``training.outputs.write_plots``), in display order.

@@ -4,7 +4,7 @@
 
 * the experiment state (``sweep.state.ExperimentState``, from ``state.json``): statuses, reasons, the
   per-epoch primary metric the driver recorded;
-* the children's run events (``training.events``, from each run's ``events.jsonl``): batch progress inside
+* the children's run events (``runs.events``, from each run's ``events.jsonl``): batch progress inside
   an epoch and the epoch's metrics as soon as the run writes them, before the driver's next state write.
 
 The state is the authority for statuses and for what the driver decided; events only add what is newer.
@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from jupyter_avml.runs.events import BatchProgress, EpochMetrics, EpochStarted, Event, RunStarted
 from jupyter_avml.sweep.state import CHILD_TERMINAL, EXPERIMENT_TERMINAL, ChildState, ExperimentState
-from jupyter_avml.training.events import BatchProgress, EpochMetrics, EpochStarted, Event, RunStarted
 
 #: Child statuses that end a run before its last epoch (the chart shows these series cut short).
 CUT_STATUSES = ("early_terminated", "stopped", "failed")

@@ -59,7 +59,7 @@ def resolve_model(model, *, child: int | None = None,
                           f"{type(model).__name__}", field="model", value=repr(model))
     text = os.fspath(model)
     if text.startswith("models:/"):
-        from jupyter_avml.tracking.registry import parse_model_uri
+        from jupyter_avml.tracking.model_registry import parse_model_uri
 
         name, version = parse_model_uri(text)
         return ModelSource(text, f"{slug(name)}_v{version}", f"registered model {name} version {version}")

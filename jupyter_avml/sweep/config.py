@@ -365,7 +365,7 @@ class _Parser:
         return make_policy(value, source=self.source, line=self.lines.get(where))
 
     def _space(self, sweep: dict, fixed: dict[str, Any], task: str) -> tuple[SearchSpace, bool]:
-        from jupyter_avml.models.registry import get_model_spec
+        from jupyter_avml.models.zoo import get_model_spec
 
         if "search_space" not in sweep:
             model = fixed.get("model_name") or TASK_DEFAULTS[_task_enum(task)]["model_name"]

@@ -182,7 +182,7 @@ class Driver:
                 self.executor.request_stop(child_id, request.status, request.reason)
 
     def on_report(self, report) -> None:
-        from jupyter_avml.training.events import EpochMetrics, RunFinished, RunStarted
+        from jupyter_avml.runs.events import EpochMetrics, RunFinished, RunStarted
 
         scheduler = self.scheduler
         if isinstance(report, RunAssigned):

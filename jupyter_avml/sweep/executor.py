@@ -63,7 +63,7 @@ class RunAssigned:
 
 @dataclass
 class ChildEvents:
-    """Events the child's run wrote since the last report, in order (``training.events``)."""
+    """Events the child's run wrote since the last report, in order (``runs.events``)."""
 
     child: int
     events: list

@@ -349,7 +349,7 @@ class ExperimentHandle:
 
         The version is tagged ``avml.experiment`` (this experiment) and ``avml.child`` (the child's id).
         """
-        from jupyter_avml.tracking.registry import register_run_model
+        from jupyter_avml.tracking.model_registry import register_run_model
 
         best = self.get_best_child()
         return register_run_model(best.run_id, model_name, workspace=self.workspace,

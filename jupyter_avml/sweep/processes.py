@@ -234,7 +234,7 @@ class ProcessExecutor(Executor):
         return error
 
     def _stop_run(self, child: _Child) -> None:
-        from jupyter_avml.training.events import request_stop
+        from jupyter_avml.runs.events import request_stop
 
         status, reason = child.stop
         request_stop(self.workspace.run_dir(child.run_id), reason, status=status)

@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     die_with_parent(args.parent)
 
-    from jupyter_avml.training.events import StopSignal
+    from jupyter_avml.runs.events import StopSignal
 
     stop_signal = StopSignal()
     assigned = threading.Event()

@@ -5,8 +5,7 @@ weights, optimizer, scheduler and scaler states (or the YOLO runner's equivalent
 Randomness needs no saved state because every epoch reseeds from ``(seed, epoch)``. It contains only tensors and
 plain Python values and is read with ``weights_only=True``, as data.
 
-The model file users load (``outputs/model.pt``) is ``jupyter_avml.models.model_file``'s; ``model_payload`` and
-``MODEL_FORMAT`` are re-exported here for existing callers.
+The model file users load (``outputs/model.pt``) is ``jupyter_avml.models.model_file``'s.
 """
 
 from __future__ import annotations
@@ -16,12 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_avml.errors import AvmlError, WeightsUnavailableError
-from jupyter_avml.models.model_file import (  # noqa: F401  (re-exports)
-    MODEL_FORMAT,
-    cpu_state_dict,
-    model_payload,
-    save_torch_file,
-)
+from jupyter_avml.models.model_file import save_torch_file
 
 #: ``torch.save`` through ``fileio.atomic_write`` (no half-written file, no temporary file left, DiskFullError).
 atomic_save = save_torch_file

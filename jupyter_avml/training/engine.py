@@ -25,10 +25,10 @@ import torch
 
 from jupyter_avml.config import AutoMLImageConfig
 from jupyter_avml.metrics.result import MetricsResult
-from jupyter_avml.models.device import amp_dtype_for, resolve_device  # noqa: F401  (resolve_device: re-export)
+from jupyter_avml.models.device import amp_dtype_for, resolve_device
 from jupyter_avml.models.freeze import freeze_layer_groups
 from jupyter_avml.runs.events import CallbackList, RunFinished, StopSignal
-from jupyter_avml.training.bookkeeping import RunBookkeeper, TrainerState, TrainResult  # noqa: F401
+from jupyter_avml.training.bookkeeping import RunBookkeeper, TrainResult
 from jupyter_avml.training.optim import build_optimizer, build_scheduler
 from jupyter_avml.training.recipe import Recipe
 

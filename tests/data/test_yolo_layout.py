@@ -74,7 +74,7 @@ def test_layout_has_data_yaml_images_and_labels_in_record_order(images, tmp_path
 
 
 def test_ultralytics_reads_the_layout(images, tmp_path):
-    from jupyter_avml.models.ultralytics_env import prepare_ultralytics
+    from jupyter_avml.models.ultralytics_adapter.environment import prepare_ultralytics
 
     prepare_ultralytics(tmp_path / "ws")
     from ultralytics.data.utils import img2label_paths, verify_image_label
@@ -193,7 +193,7 @@ def test_a_concurrent_builder_of_the_same_digest_wins_cleanly(images, tmp_path, 
 
 def test_a_failed_build_leaves_no_folder(images, tmp_path):
     from jupyter_avml.errors import DataError
-    from jupyter_avml.models.ultralytics_env import prepare_ultralytics
+    from jupyter_avml.models.ultralytics_adapter.environment import prepare_ultralytics
 
     # Once ultralytics is imported, a non-image file must still give our DataError (not ultralytics' attempt to
     # install a HEIF plugin, see prepare_ultralytics).

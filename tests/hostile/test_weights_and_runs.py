@@ -99,7 +99,7 @@ def test_yolov5_pretrained_weights_never_run_a_pickle(malicious, kind, tmp_path)
 
 def test_a_cached_yolov5_download_is_read_as_data_too(malicious, tmp_path, no_network):
     """A file in the workspace's weights cache (where pretrained downloads land) gets the same treatment."""
-    from jupyter_avml.models.ultralytics_env import UltralyticsDirs
+    from jupyter_avml.models.ultralytics_adapter.environment import UltralyticsDirs
     from jupyter_avml.models.yolo import build_yolo
 
     marker, files = malicious
@@ -127,7 +127,7 @@ def test_a_registered_model_download_never_runs_a_pickle(malicious, workspace):
     import yaml
 
     from jupyter_avml.inference.predictor import load_model
-    from jupyter_avml.tracking.registry import register_run_model
+    from jupyter_avml.tracking.model_registry import register_run_model
     from jupyter_avml.tracking.store import Tracker
 
     marker, files = malicious

@@ -10,7 +10,8 @@ from PIL import Image
 from jupyter_avml.config import AutoMLImageConfig
 from jupyter_avml.inference.predictor import load_model
 from jupyter_avml.models.detection import build_detector
-from jupyter_avml.training.checkpoint import atomic_save, cpu_state_dict, model_payload
+from jupyter_avml.models.model_file import cpu_state_dict, model_payload
+from jupyter_avml.training.checkpoint import atomic_save
 
 CLASSES = ["circle", "square", "triangle"]
 

@@ -22,7 +22,7 @@ import torch
 from jupyter_avml.errors import ConfigError, WeightsUnavailableError
 from jupyter_avml.models import get_model_spec
 from jupyter_avml.models.freeze import freeze_layer_groups
-from jupyter_avml.models.ultralytics_env import UltralyticsDirs, prepare_ultralytics
+from jupyter_avml.models.ultralytics_adapter.environment import UltralyticsDirs, prepare_ultralytics
 from jupyter_avml.models.yolo import YOLO_SCALES, build_yolo, yolo_loss, yolo_model_file, yolo_weights_file
 from tests.conftest import BLOCK_NETWORK_SCRIPT
 
@@ -225,7 +225,7 @@ HERMETIC_SCRIPT = BLOCK_NETWORK_SCRIPT + textwrap.dedent("""
 
     import torch
     from jupyter_avml.models import get_model_spec
-    from jupyter_avml.models.ultralytics_env import prepare_ultralytics
+    from jupyter_avml.models.ultralytics_adapter.environment import prepare_ultralytics
     from jupyter_avml.models.yolo import build_yolo, yolo_loss
 
     workspace = sys.argv[1]

@@ -15,9 +15,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_avml.metrics.result import MetricsResult
-from jupyter_avml.sweep.folder import ExperimentFolder, process_identity
-from jupyter_avml.sweep.state import ChildState, ExperimentState, experiment_dir, write_state
-from jupyter_avml.training.events import (
+from jupyter_avml.runs.events import (
     BatchProgress,
     EpochMetrics,
     EpochStarted,
@@ -25,6 +23,8 @@ from jupyter_avml.training.events import (
     RunFinished,
     RunStarted,
 )
+from jupyter_avml.sweep.folder import ExperimentFolder, process_identity
+from jupyter_avml.sweep.state import ChildState, ExperimentState, experiment_dir, write_state
 from jupyter_avml.training.outputs import write_run_outputs
 
 CLASSES = ["circle", "square", "triangle"]

@@ -20,8 +20,8 @@ from jupyter_avml.dashboard import (
     open_dashboard,
     static_summary,
 )
+from jupyter_avml.runs.events import BatchProgress, EpochMetrics, EpochStarted, RunStarted
 from jupyter_avml.sweep.state import ChildState, ExperimentState
-from jupyter_avml.training.events import BatchProgress, EpochMetrics, EpochStarted, RunStarted
 
 
 def _state(children, status="running", **kw) -> ExperimentState:

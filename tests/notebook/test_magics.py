@@ -339,7 +339,7 @@ def test_best_and_register(shell, finished_sweep):
     result, out, err, _ = run(shell, f"%avml register two shapes-classifier --workspace {workspace}")
     assert result.success, err
     assert f"registered the model of child {best.id}" in out and "as shapes-classifier version 1" in out
-    from jupyter_avml.tracking.registry import list_registered_models
+    from jupyter_avml.tracking.model_registry import list_registered_models
 
     assert [m["name"] for m in list_registered_models(workspace)] == ["shapes-classifier"]
 

@@ -48,7 +48,8 @@ def build(config: AutoMLImageConfig, seed: int, workspace) -> torch.nn.Module:
 def save_run_model(workspace: Workspace, config: AutoMLImageConfig, model, class_names=CLASSES,
                    run_id: str = RUN_ID):
     """An earlier run's ``outputs/model.pt``, written as the trainers write it."""
-    from jupyter_avml.training.checkpoint import atomic_save, cpu_state_dict, model_payload
+    from jupyter_avml.models.model_file import cpu_state_dict, model_payload
+    from jupyter_avml.training.checkpoint import atomic_save
 
     outputs = workspace.runs_dir / run_id / "outputs"
     outputs.mkdir(parents=True, exist_ok=True)

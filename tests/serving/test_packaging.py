@@ -156,7 +156,7 @@ def test_pyfunc_round_trip_per_task_and_from_the_registry_in_a_fresh_process(pac
     load_model does (params included); a registered version loads by ``models:/NAME/VERSION`` there too, with both
     loaders."""
     from jupyter_avml.serving.model_source import ServedModel
-    from jupyter_avml.tracking.registry import register_run_model
+    from jupyter_avml.tracking.model_registry import register_run_model
 
     workspace, summary = trained_run
     monkeypatch.setenv("AVML_WORKSPACE", str(workspace))

@@ -22,8 +22,8 @@ import os
 import sys
 import time
 
+from jupyter_avml.runs.events import EpochMetrics, JsonlEventWriter, RunFinished, RunStarted
 from jupyter_avml.sweep.folder import ExperimentFolder
-from jupyter_avml.training.events import EpochMetrics, JsonlEventWriter, RunFinished, RunStarted
 
 #: learning_rate -> (behaviour, primary values per epoch), for children sent by a real driver.
 BY_RATE = {0.01: ("complete", [0.4, 0.6]), 0.02: ("complete", [0.7]), 0.03: ("fail_early", []),

@@ -10,12 +10,12 @@ import time
 import psutil
 import pytest
 
+from jupyter_avml.runs.events import EpochMetrics, RunFinished, RunStarted
 from jupyter_avml.sweep.driver import Driver
 from jupyter_avml.sweep.executor import Assignment, ChildEvents, ChildExited, RunAssigned
 from jupyter_avml.sweep.folder import ExperimentFolder, process_identity
 from jupyter_avml.sweep.processes import ProcessExecutor
 from jupyter_avml.sweep.slots import plan_slots
-from jupyter_avml.training.events import EpochMetrics, RunFinished, RunStarted
 from jupyter_avml.workspace import Workspace
 
 FAKE_WORKER = [sys.executable, "-m", "tests.sweep.fake_worker"]

@@ -14,10 +14,10 @@ import pytest
 
 from jupyter_avml.data.shapes import make_shapes
 from jupyter_avml.errors import AvmlError, ConfigError, NotFoundError
+from jupyter_avml.runs.events import EpochMetrics, read_events
 from jupyter_avml.sweep import Experiment, ExperimentHandle, attach, list_experiments
 from jupyter_avml.sweep.experiment import default_experiment_name
 from jupyter_avml.sweep.state import CHILD_TERMINAL, read_state
-from jupyter_avml.training.events import EpochMetrics, read_events
 
 SMALL = dict(task="image-classification", model_name="resnet18", pretrained=0, train_crop_size=32,
              valid_resize_size=32, valid_crop_size=32, training_batch_size=16, validation_batch_size=32,

@@ -11,9 +11,9 @@ import psutil
 import pytest
 
 from jupyter_avml.errors import AvmlError
+from jupyter_avml.runs.events import RunStarted, read_events
 from jupyter_avml.sweep import Experiment, attach
 from jupyter_avml.sweep.sampling import make_sampler
-from jupyter_avml.training.events import RunStarted, read_events
 from tests.sweep.test_experiment import (
     SMALL,
     WAIT,

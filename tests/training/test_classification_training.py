@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from jupyter_avml.config import AutoMLImageConfig
-from jupyter_avml.training.events import EpochMetrics, RunFinished, request_stop
+from jupyter_avml.runs.events import EpochMetrics, RunFinished, request_stop
 from jupyter_avml.training.run import resume, train
 from tests.conftest import Recorder
 

@@ -14,7 +14,7 @@ from torchvision import tv_tensors
 from jupyter_avml.config import AutoMLImageConfig
 from jupyter_avml.data.shapes import make_shapes
 from jupyter_avml.errors import ConfigError
-from jupyter_avml.training.events import EpochMetrics
+from jupyter_avml.runs.events import EpochMetrics
 from jupyter_avml.training.run import train
 from tests.conftest import Recorder
 
@@ -188,7 +188,7 @@ def _records(tmp_path, task, labels):
 def test_targets_are_pixels_with_labels_from_one_and_empty_images_train(tmp_path):
     from jupyter_avml.data.records import ObjectLabel
     from jupyter_avml.models.detection import build_detector
-    from jupyter_avml.models.registry import get_model_spec
+    from jupyter_avml.models.zoo import get_model_spec
     from jupyter_avml.training.detection import DetectionTrainingSet, record_targets
 
     square = ((0.5, 0.25, 0.75, 0.25, 0.75, 0.75, 0.5, 0.75),)

@@ -8,8 +8,8 @@ import torch
 
 from jupyter_avml.config import AutoMLImageConfig
 from jupyter_avml.metrics import multiclass_metrics
+from jupyter_avml.runs.events import CallbackList
 from jupyter_avml.training.engine import Trainer
-from jupyter_avml.training.events import CallbackList
 from jupyter_avml.training.recipe import Recipe
 from tests.conftest import Recorder
 
@@ -98,7 +98,7 @@ def test_a_diverging_loss_is_a_clear_error(tmp_path):
 
 
 def test_read_events_leaves_a_partial_line_and_skips_bad_lines_only_when_asked(tmp_path):
-    from jupyter_avml.training.events import EpochStarted, JsonlEventWriter, read_events
+    from jupyter_avml.runs.events import EpochStarted, JsonlEventWriter, read_events
 
     path = tmp_path / "events.jsonl"
     JsonlEventWriter(path).on_event(EpochStarted("r", epoch=1, number_of_epochs=2))

@@ -21,7 +21,7 @@ import torch
 from jupyter_avml.config import AutoMLImageConfig
 from jupyter_avml.data.shapes import make_shapes
 from jupyter_avml.metrics.result import MetricsResult
-from jupyter_avml.training.events import StopSignal, read_events
+from jupyter_avml.runs.events import StopSignal, read_events
 from jupyter_avml.training.optim import lr_factor
 from jupyter_avml.training.run import resume, train
 from jupyter_avml.training.yolo import WARMUP_BIAS_LR
@@ -396,8 +396,8 @@ def test_the_predictor_rebuilds_the_saved_model_with_the_inference_settings(tmp_
     from jupyter_avml.errors import ConfigError
     from jupyter_avml.inference.predictor import load_model
     from jupyter_avml.models import get_model_spec
+    from jupyter_avml.models.model_file import cpu_state_dict, model_payload
     from jupyter_avml.models.yolo import build_yolo
-    from jupyter_avml.training.checkpoint import cpu_state_dict, model_payload
 
     torch.manual_seed(0)
     yolo = build_yolo(get_model_spec("yolov5"), 2, model_size="small", pretrained=False, workspace_dir=workspace)
