@@ -122,12 +122,12 @@ def test_load_model_never_runs_a_pickle(malicious, kind):
     assert "outputs/model.pt" in str(error.value)
 
 
-def test_a_registered_model_download_never_runs_a_pickle(malicious, workspace):
-    """A registered model whose artifact was replaced by a malicious file: load_model("models:/...") refuses it."""
+def test_registering_a_malicious_model_file_never_runs_its_pickle(malicious, workspace):
+    """A run whose model.pt was replaced by a malicious file: registering it reads the file as data (to package
+    it), so the registration is refused, naming the file, and nothing of the file runs."""
     import yaml
 
-    from jupyter_avml.inference.predictor import load_model
-    from jupyter_avml.tracking.model_registry import register_run_model
+    from jupyter_avml.tracking.model_registry import list_registered_models, register_run_model
     from jupyter_avml.tracking.store import Tracker
 
     marker, files = malicious
@@ -138,10 +138,10 @@ def test_a_registered_model_download_never_runs_a_pickle(malicious, workspace):
     (run_dir / "outputs" / "model.pt").write_bytes(files["model_file"].read_bytes())
     (run_dir / "config.yaml").write_text(yaml.safe_dump({"task": "image-classification",
                                                          "model_name": "resnet18"}))
-    assert register_run_model(run_id, "evil", workspace=workspace) == 1
-    with pytest.raises(ModelFileError):
-        load_model("models:/evil/1", workspace=workspace)
+    with pytest.raises(ModelFileError, match=str(run_dir / "outputs" / "model.pt")):
+        register_run_model(run_id, "evil", workspace=workspace)
     assert not marker.exists()
+    assert [m["versions"] for m in list_registered_models(workspace) if m["name"] == "evil"] in ([], [[]])
 
 
 def test_a_trusted_legacy_checkpoint_converts_into_a_plain_state_dict(tmp_path):
