@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from jupyter_avml.errors import DamagedRunError, NotFoundError, RunBusyError
+from jupyter_avml.liveness import pid_alive
 from jupyter_avml.runs.events import STOP_FILENAME
 from jupyter_avml.workspace import Workspace
 
@@ -228,16 +229,6 @@ def list_runs(workspace: str | os.PathLike | Workspace | None = None) -> list[di
             info["status"] = run_status(info, path)
         infos.append(info)
     return sorted(infos, key=lambda i: i.get("created") or 0, reverse=True)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- the lock of the training process ------------------------------------------------------------------------

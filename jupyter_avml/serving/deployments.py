@@ -35,6 +35,7 @@ from typing import Any
 
 from jupyter_avml.errors import AvmlError, ConfigError, NotFoundError
 from jupyter_avml.fileio import atomic_write_json, atomic_write_text, lock_is_held, read_json_object
+from jupyter_avml.liveness import process_alive
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 LAUNCH_FILE, SERVICE_FILE, LOCK_FILE, LOG_FILE, KEY_FILE = ("launch.json", "service.json", "service.lock",
@@ -141,7 +142,7 @@ def read_deployment(workspace_root: str | os.PathLike, name: str, *, with_key: b
         status = FAILED if service.get("error") else STOPPED
     elif folder.alive():
         status = SERVING if service.get("url") else STARTING
-    elif _process_alive(launch) and time.time() - float(launch.get("time", 0)) < START_TIMEOUT_S:
+    elif process_alive(launch) and time.time() - float(launch.get("time", 0)) < START_TIMEOUT_S:
         status = STARTING  # started, not yet holding its lock
     else:
         status = FAILED if service.get("error") or not service.get("url") else STOPPED
@@ -282,12 +283,12 @@ def stop_deployment(name: str | None = None, workspace=None) -> Deployment:
     folder = DeploymentFolder(root, name)
     if deployment.status in (SERVING, STARTING):
         service = folder.read(folder.service_file) or folder.read(folder.launch_file)
-        if _process_alive(service):
+        if process_alive(service):
             _terminate(int(service["pid"]))
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while (folder.alive() or _process_alive(service)) and time.monotonic() < deadline:
+        while (folder.alive() or process_alive(service)) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _process_alive(service):
+        if process_alive(service):
             os.kill(int(service["pid"]), signal.SIGKILL)
     return read_deployment(root, name)
 
@@ -307,17 +308,3 @@ def _identity(pid: int) -> dict[str, Any]:
     except psutil.Error:
         created = None
     return {"pid": pid, "create_time": created, "host_name": socket.gethostname()}
-
-
-def _process_alive(record: dict[str, Any]) -> bool:
-    """Whether the process a record names runs (pid reuse and zombies excluded)."""
-    import psutil
-
-    try:
-        process = psutil.Process(int(record["pid"]))
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        created = record.get("create_time")
-        return created is None or abs(process.create_time() - float(created)) < 0.05
-    except (psutil.Error, ValueError, TypeError, KeyError):
-        return False

@@ -20,31 +20,11 @@ __all__ = ["load_yaml_nested", "written_form", "yaml_scalar"]
 
 
 def load_yaml_nested(text: str, source: str | None = None) -> tuple[dict[str, Any], dict[str, int]]:
-    """Parse a YAML mapping; lines of every key by dotted path (``limits.max_trials``, ``search_space[1].x``)."""
-    import yaml
+    """Parse a YAML mapping; lines of every key by dotted path (``limits.max_trials``, ``search_space[1].x``),
+    with every guard of ``config.loader``."""
+    from jupyter_avml.config.loader import load_config_text
 
-    from jupyter_avml.config.yaml_lines import load_yaml_with_lines
-
-    data, lines = load_yaml_with_lines(text, source=source)
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
-    if node is not None:
-        _walk_lines(node, "", lines)
-    return data, lines
-
-
-def _walk_lines(node, prefix: str, out: dict[str, int]) -> None:
-    import yaml
-
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            path = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
-            out.setdefault(path, key_node.start_mark.line + 1)
-            _walk_lines(value_node, path, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            path = f"{prefix}[{index}]"
-            out.setdefault(path, item.start_mark.line + 1)
-            _walk_lines(item, path, out)
+    return load_config_text(text, source)
 
 
 def yaml_scalar(text: str) -> Any:

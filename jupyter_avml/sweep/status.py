@@ -21,25 +21,12 @@ import copy
 import socket
 import time
 
+from jupyter_avml.liveness import process_alive
 from jupyter_avml.sweep.folder import ExperimentFolder
 from jupyter_avml.sweep.state import DAMAGED, INTERRUPTED, ExperimentState
 
 __all__ = ["driver_alive", "observe", "observe_folder", "resume_hint", "damaged_state_advice",
            "damaged_state_message", "damaged_placeholder"]
-
-
-def _process_alive(record: dict) -> bool:
-    """Whether the process of a ``driver.json``/``launch.json`` record runs (pid reuse and zombies excluded)."""
-    import psutil
-
-    try:
-        process = psutil.Process(int(record["pid"]))
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        created = record.get("create_time")
-        return created is None or abs(process.create_time() - float(created)) < 0.05
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError, TypeError, KeyError):
-        return False
 
 
 def driver_alive(folder: ExperimentFolder) -> bool:
@@ -61,7 +48,7 @@ def driver_alive(folder: ExperimentFolder) -> bool:
             if state is not None and not state.finished:
                 return True
             continue
-        if _process_alive(record):
+        if process_alive(record):
             return True
     return False
 
