@@ -352,7 +352,12 @@ class RayExecutor(Executor):
         refs = [c.ref for c in children]
         if not refs:
             return set()
-        ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
+        try:
+            ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
+        except Exception as exc:  # noqa: BLE001 - the head node or the connection to it is gone
+            raise RayClusterError(f"lost the Ray cluster at {self.spec.executor.ray_address} ({type(exc).__name__}: "
+                                  f"{_first_line(exc)}); its running children are lost: resume the experiment once "
+                                  f"the cluster is back") from None
         return set(ready)
 
     def poll(self) -> list[Report]:

@@ -1,80 +1,72 @@
 """A real local multi-node Ray cluster on 127.0.0.1 for the scale tests, started once per module that asks.
 
-``ray.cluster_utils.Cluster`` (Ray's own test utility) starts a head node and worker nodes as processes of
-this test process, each a raylet with its own CPUs, all listening on loopback. Ray writes only under a short
-temporary folder (Unix socket paths are limited to about 100 characters), usage statistics are off, and
-the dashboard is not started. The cluster is shut down at the end of the module whatever happened.
+The cluster is the README's own example ("Scaling out"): its first code cell runs here as written, so the
+documented way to try a Ray sweep on one machine is the one the tests use. ``ray.cluster_utils.Cluster`` (Ray's
+test utility) starts a head node and a worker node as processes of this test process, one CPU each, both on
+loopback. Ray writes only under a short temporary folder (``$RAY_TMPDIR``: Unix socket paths are limited to about
+100 characters), usage statistics are off, the dashboard is not started, and the cluster is shut down at the
+end of the module whatever happened (the README's last cell).
 """
 
 from __future__ import annotations
 
-import os
+import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0",
-           # A cluster on 127.0.0.1: Ray would otherwise swap loopback addresses for the machine's own.
-           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-NODE_ARGS = dict(num_cpus=1, node_ip_address="127.0.0.1", object_store_memory=80 * 1024 * 1024,
-                 include_log_monitor=False)
+from tests.conftest import REPO
+
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def scaling_out_cells() -> list[str]:
+    """The Python cells of the README's "Scaling out" section, in order."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Scaling out"):]
+    section = section[:section.index("\n## ", 1)]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
 @dataclass
 class LocalCluster:
-    """The cluster (``cluster``), its GCS ``address``, and the worker nodes added after the head."""
+    """The README's cluster (``cluster``) and its GCS ``address``."""
 
     cluster: object
     address: str
-    workers: list = field(default_factory=list)
 
-    def add_node(self, **resources):
-        node = self.cluster.add_node(**{**NODE_ARGS, **resources})
-        self.cluster.wait_for_nodes(timeout=60)
-        self.workers.append(node)
-        return node
+    @property
+    def workers(self) -> list:
+        return list(self.cluster.worker_nodes)
 
     def kill_node(self, node) -> None:
         """SIGKILL a worker node's processes (raylet, its workers): a machine that died."""
         self.cluster.remove_node(node, allow_graceful=False)
-        self.workers.remove(node)
-
-
-def _ray_available() -> bool:
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A head node and one worker node, one CPU each; skips when Ray is not installed (an optional extra)."""
-    if not _ray_available():
-        pytest.skip("Ray is not installed (pip install 'jupyter_avml[ray]')")
-    from ray.cluster_utils import Cluster
-
+    """The README's two-node cluster; skips when Ray is not installed (an optional extra)."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'jupyter_avml[ray]')")
+    start, *_, stop = scaling_out_cells()
     temp = tempfile.mkdtemp(prefix="avml-ray-", dir="/tmp")
-    os.makedirs(os.path.join(temp, "ray"))
+    namespace: dict = {}
     with pytest.MonkeyPatch.context() as patch:
         for key, value in {**RAY_ENV, "RAY_TMPDIR": temp}.items():
             patch.setenv(key, value)
-        cluster = None
+        patch.delenv("RAY_ADDRESS", raising=False)  # the README's cell sets it; restored at the end
         try:
-            cluster = Cluster(initialize_head=True, connect=False,
-                              head_node_args={**NODE_ARGS, "include_dashboard": False,
-                                              "temp_dir": os.path.join(temp, "ray")})
-            local = LocalCluster(cluster, cluster.address)
-            local.add_node()
-            yield local
+            exec(compile(start, "README.md (Scaling out, cell 1)", "exec"), namespace)
+            cluster = namespace["cluster"]
+            cluster.wait_for_nodes(timeout=60)
+            yield LocalCluster(cluster, cluster.address)
         finally:
             import ray
 
             if ray.is_initialized():
                 ray.shutdown()
-            if cluster is not None:
-                cluster.shutdown()
+            if "cluster" in namespace:
+                exec(compile(stop, "README.md (Scaling out, last cell)", "exec"), namespace)
             shutil.rmtree(temp, ignore_errors=True)

@@ -1,8 +1,8 @@
-"""The Ray executor on a real local cluster (two nodes on 127.0.0.1, ``conftest.ray_cluster``).
+"""The Ray executor on a real local cluster (the README's two nodes on 127.0.0.1, ``conftest.ray_cluster``).
 
 The executor tests run stand-in tasks (``fake_tasks.py``: the child protocol, no training) in this process's
-Ray driver; the sweep test runs a whole experiment through its background driver: real children, a node
-killed mid-sweep, a stop and a resume.
+Ray driver; the sweep tests run whole experiments through their background driver: the README's example, and
+real children with a node killed mid-sweep, a stop and a resume.
 """
 
 from __future__ import annotations
@@ -163,6 +163,48 @@ def sweep_data(tmp_path_factory):
 
     return make_shapes(tmp_path_factory.mktemp("ray-data"), "image-classification", n=40, size=32, seed=3,
                        color_by_class=True)
+
+
+@pytest.mark.slow
+def test_the_readme_sweep_runs_on_the_cluster(ray_cluster, sweep_data, tmp_path, monkeypatch):
+    """The README's ``%%avml`` cell, as written, in an IPython shell: both children on the cluster."""
+    import shutil
+
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    from tests.scale.conftest import scaling_out_cells
+
+    cell = scaling_out_cells()[1]
+    assert cell.startswith("%%avml") and "executor: ray" in cell
+    (tmp_path / "data").mkdir()
+    for item in sweep_data.parent.iterdir():  # the quick start's data/ folder
+        (shutil.copytree if item.is_dir() else shutil.copy)(item, tmp_path / "data" / item.name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AVML_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setenv("RAY_ADDRESS", ray_cluster.address)  # as the README's first cell sets it
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_cell("%load_ext jupyter_avml", store_history=False)
+        with capture_output() as captured:
+            result = shell.run_cell(cell, store_history=False)
+        assert result.success, f"{captured.stdout}\n{captured.stderr}\n{result.error_in_exec}"
+        sweep = shell.user_ns["ray_sweep"]
+        assert sweep.state.status == "completed" and len(sweep.state.children) == 2
+        nodes = {child_info_node(sweep, child.id) for child in sweep.state.children}
+        assert len(nodes) == 2, nodes  # one child per node: both ran at once
+    finally:
+        from jupyter_avml.magics import unload_ipython_extension
+        from tests.sweep.test_experiment import kill_leftovers
+
+        unload_ipython_extension(shell)
+        kill_leftovers(tmp_path / "ws")
+
+
+def child_info_node(handle, child_id: int) -> str:
+    from tests.sweep.test_experiment import child_info
+
+    return child_info(handle, child_id)["node_id"]
 
 
 @pytest.mark.slow
