@@ -66,7 +66,9 @@ class Slot:
         return values
 
     def describe(self) -> str:
-        return f"GPU {self.gpu}" if self.kind == "gpu" else f"CPU ({self.threads} thread{'s' * (self.threads > 1)})"
+        if self.kind == "gpu":
+            return f"GPU {self.gpu}" if self.gpu is not None else "the GPU(s) Ray gives"
+        return f"CPU ({self.threads} thread{'s' * (self.threads > 1)})"
 
 
 def cpu_count() -> int:
