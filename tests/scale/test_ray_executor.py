@@ -165,8 +165,18 @@ def sweep_data(tmp_path_factory):
                        color_by_class=True)
 
 
+def fresh_workspace(root, empty_tracking_db):
+    """A workspace with an empty tracking store (its schema made once per session: MLflow's migrations take
+    seconds)."""
+    import shutil
+
+    root.mkdir(parents=True)
+    shutil.copyfile(empty_tracking_db, root / "mlflow.db")
+    return root
+
+
 @pytest.mark.slow
-def test_the_readme_sweep_runs_on_the_cluster(ray_cluster, sweep_data, tmp_path, monkeypatch):
+def test_the_readme_sweep_runs_on_the_cluster(ray_cluster, sweep_data, tmp_path, monkeypatch, empty_tracking_db):
     """The README's ``%%avml`` cell, as written, in an IPython shell: both children on the cluster."""
     import shutil
 
@@ -181,7 +191,7 @@ def test_the_readme_sweep_runs_on_the_cluster(ray_cluster, sweep_data, tmp_path,
     for item in sweep_data.parent.iterdir():  # the quick start's data/ folder
         (shutil.copytree if item.is_dir() else shutil.copy)(item, tmp_path / "data" / item.name)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("AVML_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setenv("AVML_WORKSPACE", str(fresh_workspace(tmp_path / "ws", empty_tracking_db)))
     monkeypatch.setenv("RAY_ADDRESS", ray_cluster.address)  # as the README's first cell sets it
     shell = InteractiveShell.instance()
     try:
@@ -208,7 +218,8 @@ def child_info_node(handle, child_id: int) -> str:
 
 
 @pytest.mark.slow
-def test_sweep_over_two_nodes_survives_a_dead_node_then_stops_and_resumes(ray_cluster, sweep_data, tmp_path):
+def test_sweep_over_two_nodes_survives_a_dead_node_then_stops_and_resumes(ray_cluster, sweep_data, tmp_path,
+                                                                          empty_tracking_db):
     """4 children over the 2 nodes; the node running one dies mid-run (it resumes on the other node from its
     epoch checkpoint: child_retries 1); a stop ends the running children and their Ray tasks; a resumed
     driver joins the cluster again and finishes the sweep."""
@@ -219,7 +230,7 @@ def test_sweep_over_two_nodes_survives_a_dead_node_then_stops_and_resumes(ray_cl
     from jupyter_avml.training.events import read_events
     from tests.sweep.test_experiment import child_info, kill_leftovers, wait_for
 
-    ws = tmp_path / "ws"
+    ws = fresh_workspace(tmp_path / "ws", empty_tracking_db)
     config = {**SMALL, "training_data": str(sweep_data), "number_of_epochs": 4, "sampling": "random",
               "iterations": 4, "seed": 2, "search_space": {"learning_rate": "uniform(0.01, 0.05)"},
               "executor": "ray", "ray_address": ray_cluster.address, "child_retries": 1}
