@@ -111,3 +111,23 @@ def test_joining_a_cluster_that_is_not_there_fails_in_seconds(tmp_path, monkeypa
     with pytest.raises(RayClusterError, match="ray_address is auto but no Ray cluster was found"):
         connect("auto")
     assert time.monotonic() - started < 15
+
+
+def test_what_a_ray_child_reserves_and_how_many_fit(base, monkeypatch):
+    """Defaults from the cluster's nodes (no cluster needed: the node list is given)."""
+    pytest.importorskip("ray")
+    from jupyter_avml.sweep import ray_executor
+
+    def node(cpus, gpus=0):
+        return {"Alive": True, "Resources": {"CPU": cpus, **({"GPU": gpus} if gpus else {})}}
+
+    nodes = [node(8, 2), node(4), {"Alive": False, "Resources": {"CPU": 64, "GPU": 8}}]
+    monkeypatch.setattr(ray_executor, "_alive_nodes", lambda ray: [n for n in nodes if n["Alive"]])
+    ray_spec = {**base, "executor": "ray"}
+    assert ray_executor.child_resources(parse_experiment(ray_spec)) == (1, 1)  # the cluster has GPUs
+    assert ray_executor.child_resources(parse_experiment({**ray_spec, "device": "cpu"})) == (1, 0)
+    assert ray_executor.child_resources(parse_experiment({**ray_spec, "cpus_per_child": 2,
+                                                          "gpus_per_child": 0.5})) == (2, 0.5)
+    assert ray_executor._capacity(None, 1, 1) == 2      # GPUs bound it: two on the first node, none on the second
+    assert ray_executor._capacity(None, 2, 0.5) == 4    # 4 half-GPUs (8 CPUs) on the first node; GPUs needed
+    assert ray_executor._capacity(None, 2, 0) == 6      # CPUs only: 4 + 2
