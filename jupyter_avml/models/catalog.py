@@ -31,7 +31,7 @@ weights fine-tuned further), all at 224 px except resnest101e (256 px); all are 
 
 from __future__ import annotations
 
-from jupyter_avml.models.registry import ModelSpec, register_model
+from jupyter_avml.models.zoo import ModelSpec, register_model_spec
 from jupyter_avml.tasks import ImageTask
 
 CLS = frozenset({ImageTask.IMAGE_CLASSIFICATION, ImageTask.IMAGE_CLASSIFICATION_MULTILABEL})
@@ -57,7 +57,7 @@ def _vit_defaults(batch: int, lr_multiclass: float, lr_multilabel: float) -> dic
 
 
 def _classifier(name, backend, description, groups, defaults=None, fixed_input_size=False):
-    register_model(ModelSpec(name=name, tasks=CLS, family="timm", backend=backend, builder=CLASSIFIER_BUILDER,
+    register_model_spec(ModelSpec(name=name, tasks=CLS, family="timm", backend=backend, builder=CLASSIFIER_BUILDER,
                              description=description, defaults=defaults or {}, layer_groups=groups,
                              fixed_input_size=fixed_input_size))
 
@@ -83,7 +83,7 @@ _classifier("vitb16r224", "vit_base_patch16_224.augreg2_in21k_ft_in1k", "ViT bas
 _classifier("vitl16r224", "vit_large_patch16_224.augreg_in21k_ft_in1k", "ViT large, 16x16 patches, 224 px",
             _vit_groups(24), _vit_defaults(10, 0.001, 0.002), fixed_input_size=True)
 
-register_model(ModelSpec(
+register_model_spec(ModelSpec(
     name="yolov5", tasks=OD, family="yolov5", backend="yolov5{scale}u.yaml", builder=YOLO_BUILDER,
     description="YOLOv5 (ultralytics), one-stage; size set by model_size",
     defaults={"number_of_epochs": 30, "training_batch_size": 16, "validation_batch_size": 16,
@@ -91,15 +91,15 @@ register_model(ModelSpec(
     layer_groups=tuple((f"model.{i}.",) for i in range(10))))
 
 for _depth in (18, 34, 50, 101, 152):
-    register_model(ModelSpec(
+    register_model_spec(ModelSpec(
         name=f"fasterrcnn_resnet{_depth}_fpn", tasks=OD, family="torchvision", backend=f"resnet{_depth}",
         builder=DETECTOR_BUILDER, description=f"Faster R-CNN, ResNet-{_depth}-FPN backbone (two-stage)",
         layer_groups=DETECTOR_GROUPS))
-register_model(ModelSpec(
+register_model_spec(ModelSpec(
     name="retinanet_resnet50_fpn", tasks=OD, family="torchvision", backend="resnet50", builder=DETECTOR_BUILDER,
     description="RetinaNet, ResNet-50-FPN (focal loss for class imbalance)", layer_groups=DETECTOR_GROUPS))
 for _depth in (18, 34, 50, 101, 152):
-    register_model(ModelSpec(
+    register_model_spec(ModelSpec(
         name=f"maskrcnn_resnet{_depth}_fpn", tasks=IS, family="torchvision", backend=f"resnet{_depth}",
         builder=DETECTOR_BUILDER, description=f"Mask R-CNN, ResNet-{_depth}-FPN backbone",
         layer_groups=DETECTOR_GROUPS))
