@@ -63,7 +63,7 @@ def run_sweep(workspace: Path, name: str, config: dict):
 
 def measure(workspace: Path, handle, state, submitted: float, place_key: str) -> dict:
     """Throughput and dispatch latencies of a finished sweep; ``place_key`` groups children by slot or node."""
-    from jupyter_avml.training.events import EpochStarted, RunFinished, RunStarted, read_events
+    from jupyter_avml.runs.events import EpochStarted, RunFinished, RunStarted, read_events
 
     by_place: dict[str, list] = {}
     for child in state.children:

@@ -124,8 +124,8 @@ def run_child(assignment: dict[str, Any], probe: dict[str, Any]) -> dict[str, An
     The run's events reach the driver through the shared workspace (it follows ``events.jsonl``), exactly as
     a local worker's do; the return value only says how the task ended.
     """
+    from jupyter_avml.runs.events import StopSignal
     from jupyter_avml.sweep.worker import run_assignment
-    from jupyter_avml.training.events import StopSignal
 
     node = node_info()
     problems = storage_problems(probe)

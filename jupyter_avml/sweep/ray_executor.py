@@ -383,7 +383,7 @@ class RayExecutor(Executor):
         return reports
 
     def _follow(self, child: _RayChild, reports: list[Report]) -> None:
-        from jupyter_avml.training.events import read_events
+        from jupyter_avml.runs.events import read_events
 
         child_id = child.assignment.child
         if not child.reported:
@@ -441,7 +441,7 @@ class RayExecutor(Executor):
 
     # -- stopping ---------------------------------------------------------------------------------------
     def _stop_run(self, child: _RayChild) -> None:
-        from jupyter_avml.training.events import request_stop
+        from jupyter_avml.runs.events import request_stop
 
         status, reason = child.stop
         request_stop(self.workspace.run_dir(child.run_id), reason, status=status)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import time
 
+from jupyter_avml.runs.events import JsonlEventWriter, RunFinished, RunStarted
 from jupyter_avml.sweep.folder import ExperimentFolder
-from jupyter_avml.training.events import JsonlEventWriter, RunFinished, RunStarted
 from jupyter_avml.workspace import Workspace
 
 

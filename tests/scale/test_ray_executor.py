@@ -13,9 +13,9 @@ import time
 
 import pytest
 
+from jupyter_avml.runs.events import RunFinished, RunStarted
 from jupyter_avml.sweep.executor import Assignment, ChildEvents, ChildExited, RunAssigned
 from jupyter_avml.sweep.folder import ExperimentFolder, process_identity
-from jupyter_avml.training.events import RunFinished, RunStarted
 from jupyter_avml.workspace import Workspace
 
 WAIT = 120  # seconds for anything the cluster does (a shared, loaded machine)
@@ -225,9 +225,9 @@ def test_sweep_over_two_nodes_survives_a_dead_node_then_stops_and_resumes(ray_cl
     driver joins the cluster again and finishes the sweep."""
     import ray
 
+    from jupyter_avml.runs.events import read_events
     from jupyter_avml.sweep import Experiment
     from jupyter_avml.sweep.state import read_state
-    from jupyter_avml.training.events import read_events
     from tests.sweep.test_experiment import child_info, kill_leftovers, wait_for
 
     ws = fresh_workspace(tmp_path / "ws", empty_tracking_db)
