@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -58,7 +59,15 @@ class ModelFileError(AvmlError, ValueError):
 
 
 class DamagedRunError(AvmlError, ValueError):
-    """A record of a run (``run.json``) exists but cannot be read; the message names it and what can be done."""
+    """A record of a run (``run.json``) exists but cannot be read; the message names it and what can be done.
+
+    ``folder`` (the run folder) and ``reason`` let a door word the advice in its own commands.
+    """
+
+    def __init__(self, message: str, folder: Path, reason: str):
+        super().__init__(message)
+        self.folder = folder
+        self.reason = reason
 
 
 class RunBusyError(AvmlError, RuntimeError):

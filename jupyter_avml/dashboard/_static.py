@@ -51,7 +51,7 @@ def chart_png(snap: Snapshot) -> bytes:
 
 
 def details_html(row: ChildRow, primary_metric: str, report: RunReport | None) -> str:
-    """A child's report: title, curves, confusion matrix, PR curves, per-class metrics."""
+    """A child's report: title, curves, confusion matrix, PR and ROC curves, per-class metrics."""
     parts = [details_title_html(row, primary_metric, report)]
     if report is not None:
         images = "".join(png_img(name, report.images[name], width=320) for name in REPORT_IMAGES

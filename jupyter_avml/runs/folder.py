@@ -140,23 +140,35 @@ def read_run_json(run_dir: str | os.PathLike) -> dict[str, Any]:
     Raises ``DamagedRunError`` (naming the file and what can be done) when the file exists but is not a JSON
     object: a damaged record is never mistaken for a missing one.
     """
-    from jupyter_avml.fileio import read_json_object
+    from jupyter_avml.fileio import DamagedFileError, read_json_object
 
     folder = RunFolder(Path(run_dir))
     try:
         data = read_json_object(folder.record_file)
     except OSError as exc:
-        raise DamagedRunError(f"{folder.record_file} cannot be read ({exc.strerror or exc}); "
-                              f"{_damaged_advice(folder)}") from None
-    except ValueError as exc:
-        raise DamagedRunError(f"{exc}; {_damaged_advice(folder)}") from None
-    return data if data is not None else {}
+        reason = f"cannot be read: {exc.strerror or exc}"
+    except DamagedFileError as exc:
+        reason = exc.reason
+    else:
+        return data if data is not None else {}
+    raise DamagedRunError(damaged_run_message(folder.path, reason), folder.path, reason) from None
 
 
-def _damaged_advice(folder: RunFolder) -> str:
+def damaged_run_message(run_dir: str | os.PathLike, reason: str | None, command: str = "avml") -> str:
+    """What to tell a user whose run record (``run.json``) is damaged (``reason``) or missing (``None``), in
+    the words of their door (``command``: ``avml`` or ``%avml``): what is still intact and how to go on."""
+    folder = RunFolder(Path(run_dir))
+    problem = f"is damaged ({reason})" if reason is not None else "is missing"
+    text = f"{folder.record_file} {problem}: the status of run {folder.run_id} is unknown; "
+    model = folder.model_file
+    text += f"its model file {model} is intact" if model.is_file() else "it has no model file"
     resumable = "its last checkpoint" if folder.last_checkpoint.is_file() else "the beginning (no checkpoint yet)"
-    return (f"the run's other files are intact: move the file aside (or delete it) and `avml train --resume "
-            f"{folder.run_id}` continues the run from {resumable} with a new record")
+    if reason is not None:
+        text += (f"; move the file aside (or delete it) and `{command} train --resume {folder.run_id}` "
+                 f"continues the run from {resumable} with a new record")
+    if folder.config_file.is_file():
+        text += f"; or train it again with `{command} train {folder.config_file}`"
+    return text
 
 
 def write_run_json(run_dir: str | os.PathLike, **changes: Any) -> dict[str, Any]:

@@ -260,6 +260,7 @@ class _RayChild:
     stop: tuple[str, str] | None = None
     attempts: int = 1
     started: float = field(default_factory=time.time)
+    run_ended: bool = False  # its run's last event (RunFinished) was read
 
 
 @dataclass
@@ -369,6 +370,10 @@ class RayExecutor(Executor):
                 continue
             self._follow(child, reports)  # what it wrote before its task ended
             outcome = self._outcome(child)
+            if child.run_ended:  # its run ended and then its task, within one poll: as if released
+                del self.active[child_id]
+                self._log_late_exit(child, outcome)
+                continue
             if outcome.lost and child.attempts <= self.retries:
                 self._retry(child, outcome)
                 continue
@@ -377,13 +382,17 @@ class RayExecutor(Executor):
         finished = self._done(self.finishing)
         for child in [c for c in self.finishing if c.ref in finished]:
             self.finishing.remove(child)
-            outcome = self._outcome(child)
-            if outcome.code != 0:
-                log.warning("child %d: %s after its run ended", child.assignment.child, outcome.what)
+            self._log_late_exit(child, self._outcome(child))
         return reports
 
+    @staticmethod
+    def _log_late_exit(child: _RayChild, outcome: _Outcome) -> None:
+        """A task that fails after its run ended loses nothing, but is worth a line in the log."""
+        if outcome.code != 0:
+            log.warning("child %d: %s after its run ended", child.assignment.child, outcome.what)
+
     def _follow(self, child: _RayChild, reports: list[Report]) -> None:
-        from jupyter_avml.runs.events import read_events
+        from jupyter_avml.runs.events import RunFinished, read_events
 
         child_id = child.assignment.child
         if not child.reported:
@@ -404,6 +413,7 @@ class RayExecutor(Executor):
             events, child.offset = read_events(path, child.offset, on_bad_line=skip)
             if events:
                 reports.append(ChildEvents(child_id, events))
+                child.run_ended = child.run_ended or any(isinstance(e, RunFinished) for e in events)
 
     def _outcome(self, child: _RayChild) -> _Outcome:
         """How a finished task ended: its exit status, or the Ray error that ended it."""

@@ -260,20 +260,24 @@ def train_rank(run_dir: Path, workspace: Path, rank: int, world: int, *, resume:
     from jupyter_avml.tracking.store import Tracker
     from jupyter_avml.training import run as runs
     from jupyter_avml.training.data import load_run_data
+    from jupyter_avml.training.incremental import check_start_model
     from jupyter_avml.workspace import Workspace
 
     folder = RunFolder(Path(run_dir))
     config = AutoMLImageConfig.from_yaml(folder.config_file)
     ws = Workspace.resolve(workspace)
     data = load_run_data(config, ws)
+    # Incremental training (``checkpoint_run_id``): every rank starts from the same weights, as ``run`` does.
+    start_model = None if resume else check_start_model(config, ws, data.class_names)
     context = join(rank, world, config.device)
     log.info("rank %d of %d on %s", rank, world, context.device)
     if context.is_writer:
         tracker = Tracker(ws, config.tracking_uri)
-        runs._execute(config, ws, tracker, folder, data, (), None, resume=resume)  # as a single process
+        runs._execute(config, ws, tracker, folder, data, (), None, resume=resume,  # as a single process
+                      start_model=start_model)
         return 0
     trainer = runs.build_trainer(config, data, run_id=folder.run_id, run_dir=folder.path, callbacks=CallbackList(),
-                                 stop_signal=StopSignal())
+                                 stop_signal=StopSignal(), start_model=start_model)
     trainer.fit(resume=resume)
     return 0
 
