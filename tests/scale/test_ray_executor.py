@@ -120,12 +120,16 @@ def test_dead_workers_stops_and_kills(ray_setting):
         executor.submit(assignment(ws, folder, 2, "hold"), first)
         executor.submit(assignment(ws, folder, 3, "hold"), second)
         collect(executor, lambda r: {2, 3} <= {x.child for x in r if isinstance(x, RunAssigned)}, "the runs")
+        retried = executor.active[2]
         os.kill(folder.read_child_info(2)["pid"], signal.SIGKILL)
         # run once more, resuming its run: the same run id, a second RunStarted, then its end
-        reports = collect(executor, lambda r: 2 in exits(r), "child 2's resumed run to end")
-        assert exits(reports)[2].what == "Ray task exited with code 0"  # the second task, not the lost one
+        reports = collect(executor, lambda r: any(isinstance(e, RunFinished) for e in events_of(r, 2)),
+                          "child 2's resumed run to end")
         assert [x.run_id for x in reports if isinstance(x, RunAssigned) and x.child == 2] == ["run2"]
         assert [type(e) for e in events_of(reports, 2)] == [RunStarted, RunFinished]
+        # its second task ends after its run did (not released here): not a loss, nothing more to report
+        reports += collect(executor, lambda r: 2 not in executor.active, "child 2's second task to end")
+        assert retried.attempts == 2 and 2 not in exits(reports)
 
         executor.kill(3)
         reports = collect(executor, lambda r: 3 in exits(r), "child 3's task to be cancelled")
