@@ -73,11 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         base = dict(task="image-classification", training_data=str(data), model_name=args.model, pretrained=0,
                     train_crop_size=args.size, valid_resize_size=args.size, valid_crop_size=args.size,
                     training_batch_size=args.batch, validation_batch_size=args.batch, number_of_epochs=args.epochs,
-                    early_stopping=0, num_workers=args.workers, log_every_n_batches=1, device="cuda")
+                    early_stopping=0, num_workers=args.workers, log_every_n_batches=1, device="cuda",
+                    split_ratio=0.2)
         results = {}
         for label, distributed in (("1 GPU", 0), (f"{gpus} GPUs", gpus)):
             summary = train(AutoMLImageConfig.from_dict({**base, "distributed": distributed}), workspace=workspace)
-            train_images = round(args.images * 0.8)  # split_ratio 0.2 holds the rest out
+            train_images = round(args.images * 0.8)  # split_ratio 0.2 holds out the rest
             results[label] = (training_throughput(workspace, summary.run_id, train_images),
                               summary.primary_metric_value)
             print(f"  {label:8}: {results[label][0]:8.1f} images/s (training), best {summary.primary_metric} "
