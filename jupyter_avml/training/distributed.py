@@ -183,7 +183,9 @@ class RankContext:
     @staticmethod
     def bare(model):
         """The module inside a ``DistributedDataParallel`` wrapper (what is saved and evaluated)."""
-        return getattr(model, "module", model)
+        import torch
+
+        return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
     def any(self, flag: bool) -> bool:
         """True on every rank when ``flag`` is true on one (a stop request seen by rank 0)."""

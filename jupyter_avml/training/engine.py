@@ -91,8 +91,10 @@ class Trainer:
             log.info("froze %d parameter tensors (%d layer groups)", len(frozen), config.layers_to_freeze)
         amp_dtype = amp_dtype_for(config.mixed_precision, self.device)
         model = self.recipe.prepare_model(model, self.device, amp_dtype is not None)
-        net = self.rank.wrap(model) if self.rank else model  # what trains; ``model`` is saved and evaluated
-        model = RankContext.bare(net)  # (on GPUs the wrapper holds SyncBatchNorm layers: new modules)
+        net = model  # what trains; ``model`` is saved and evaluated
+        if self.rank:
+            net = self.rank.wrap(model)
+            model = RankContext.bare(net)  # (on GPUs the wrapper holds SyncBatchNorm layers: new modules)
         optimizer = build_optimizer(model.parameters(), config)
         accumulation = config.grad_accumulation_step
         updates_per_epoch = math.ceil(self.recipe.num_train_batches() / accumulation)
