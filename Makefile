@@ -11,7 +11,9 @@ CONSTRAINTS := constraints.txt
 # fiftyone (which pin starlette differently) in the same call so both are satisfied.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 EXTRAS ?= test
-PYTEST_ARGS ?=
+# Two test processes: much of the suite waits on subprocesses (sweep workers, kernels, servers), so two keep
+# both cores busy. loadscope keeps each module's tests (and its module-scoped fixtures) in one process.
+PYTEST_ARGS ?= -n 2 --dist loadscope
 
 .PHONY: demo test install lock clean
 

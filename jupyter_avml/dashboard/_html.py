@@ -13,7 +13,7 @@ import math
 from html import escape
 from typing import Any
 
-from jupyter_avml.dashboard._model import (ChildRow, Snapshot, format_duration, format_metric, format_value)
+from jupyter_avml.dashboard._model import ChildRow, Snapshot, format_duration, format_metric, format_value
 
 STATUS_COLORS = {
     "queued": "#9e9e9e",

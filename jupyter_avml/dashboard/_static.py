@@ -12,8 +12,15 @@ import io
 from html import escape
 
 from jupyter_avml.dashboard._files import REPORT_IMAGES, RunReport
-from jupyter_avml.dashboard._html import (chart_svg, details_title_html, header_html, leaderboard_html,
-                                          per_class_html, png_img, series_color)
+from jupyter_avml.dashboard._html import (
+    chart_svg,
+    details_title_html,
+    header_html,
+    leaderboard_html,
+    per_class_html,
+    png_img,
+    series_color,
+)
 from jupyter_avml.dashboard._model import ChildRow, Snapshot
 
 

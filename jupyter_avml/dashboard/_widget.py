@@ -11,13 +11,13 @@ dropdown, a button); a lock keeps two renders from interleaving. Nothing here ca
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import ipywidgets as widgets
 
 from jupyter_avml.dashboard._files import REPORT_IMAGES, RunReport
-from jupyter_avml.dashboard._html import (chart_svg, details_title_html, header_html, leaderboard_html,
-                                          per_class_html)
+from jupyter_avml.dashboard._html import chart_svg, details_title_html, header_html, leaderboard_html, per_class_html
 from jupyter_avml.dashboard._model import ChildRow, Snapshot, format_metric
 from jupyter_avml.dashboard._static import static_html, text_summary
 from jupyter_avml.sweep.state import CHILD_TERMINAL

@@ -303,10 +303,13 @@ def test_the_next_cell_publishes_the_final_picture_and_attach_rebuilds_it(shell,
     deadline = time.monotonic() + 60
     while not all(DISPLAYS._final(w) for w in DISPLAYS.pending.values()) and time.monotonic() < deadline:
         time.sleep(0.1)
+    seen = [(getattr(w.snapshot, "status", None), w.updater.ended_because, w.updater.renders)
+            for w in DISPLAYS.pending.values()]
     result, _, _, outputs = run(shell, "x = 1")  # any cell: its post_execute hook runs in the main thread
     assert result.success
     final = _bundle(outputs)
-    assert final and 'data-status="completed"' in final[0] and "2 / 2 children done" in final[0]
+    assert final, f"nothing published; pending dashboards (status, updater ended because, renders): {seen}"
+    assert 'data-status="completed"' in final[0] and "2 / 2 children done" in final[0]
     assert 'class="avml-confusion-matrix"' in final[0] and "data:image/png;base64," in final[0]
     assert not DISPLAYS.pending
 
