@@ -142,6 +142,9 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
        hyperparameter=False),
     _p("cpu_threads", "int", "Torch threads on CPU; default: torch's own choice.", low=1, hyperparameter=False,
        nullable=True),
+    _p("distributed", "int", "Data-parallel training (DDP, training/distributed.py): 0 one process; 1 one process "
+       "per visible GPU; N>=2 exactly N processes (GPUs, or CPU processes over gloo with device: cpu).", 0, low=0,
+       high=64, hyperparameter=False),
     _p("mixed_precision", "bool01", "Automatic mixed precision (and channels-last) on CUDA; ignored on CPU.", 1,
        hyperparameter=False),
     _p("log_every_n_batches", "int", "Emit a batch-progress event every this many batches.", 10, **POS,

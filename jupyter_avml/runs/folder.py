@@ -10,7 +10,8 @@ share one name. Inside:
   model files; ``outputs/``: ``model.pt`` and the reports;
 * ``STOP``: written by ``request_stop`` to end the run after its current batch;
 * ``.lock``: held (``fileio.try_lock``) by the process that trains the run, from start to end, so that a
-  second process (``resume`` of a run still training) is refused instead of racing on its files.
+  second process (``resume`` of a run still training) is refused instead of racing on its files;
+* ``ranks/rank<N>.log``: a DDP run's rank processes' output (``training.ddp_launch``).
 
 Run ids given by users are checked (``check_run_id``): only run-id-shaped names (hexadecimal, 6 to 32
 characters; 6+ is a unique prefix) are looked up, and never outside ``<workspace>/runs``.
@@ -93,6 +94,9 @@ class RunFolder:
     @property
     def lock_file(self) -> Path:
         return self.path / ".lock"
+
+    def rank_log(self, rank: int) -> Path:
+        return self.path / "ranks" / f"rank{int(rank)}.log"
 
 
 # -- finding a run -----------------------------------------------------------------------------------------

@@ -24,6 +24,10 @@ One YAML file or dict holds both:
                                   sub-spaces), read by ``space.SearchSpace.from_config``.
   ``cpu_slots``                   (jupyter_avml) how many children run at once on the CPU; each gets
                                   ``cores // cpu_slots`` torch threads (see ``slots.py``).
+  ``executor``, ``ray_address``,  (jupyter_avml) where children run: local worker processes or a Ray
+  ``cpus_per_child``,             cluster, and what one child reserves (``executor_config.py``).
+  ``gpus_per_child``,
+  ``child_retries``
   ``trial_timeout_minutes``       the most minutes one child may train (> 0); a child past it is stopped
                                   cleanly (status ``stopped``, its best model kept). Default: no limit.
   ``compute_target``              where children run (``cloud_settings``): ``local`` (this machine's
@@ -66,6 +70,7 @@ from jupyter_avml.config.config import PATH_KEYS, AutoMLImageConfig
 from jupyter_avml.config.params import ALIASES, PARAMS, TASK_DEFAULTS, canonical_name, family_scopes
 from jupyter_avml.errors import ConfigError
 from jupyter_avml.sweep.config_text import load_yaml_nested, written_form, yaml_scalar
+from jupyter_avml.sweep.executor_config import EXECUTOR_KEYS, ExecutorSettings, parse_executor_settings
 from jupyter_avml.sweep.policies import EarlyTerminationPolicy, NoTerminationPolicy, make_policy
 from jupyter_avml.sweep.preflight import search_range_problem
 from jupyter_avml.sweep.space import Choice, Distribution, SearchSpace, choice
@@ -81,7 +86,7 @@ MAX_CONCURRENT = 100
 SWEEP_KEYS = ("sampling", "hyperparameter_sampling", "iterations", "max_concurrent_iterations",
               "experiment_timeout_hours", "timeout_minutes", "early_termination_policy", "arguments",
               "search_space", "cpu_slots", "limits", "sweep", "training_parameters", "experiment_name",
-              "trial_timeout_minutes", "compute_target", "primary_metric")
+              "trial_timeout_minutes", "compute_target", "primary_metric", *EXECUTOR_KEYS)
 # Aliases inside the newer cloud sections -> the canonical key.
 LIMITS_KEYS = {"max_trials": "iterations", "max_concurrent_trials": "max_concurrent_iterations",
                "timeout_minutes": "timeout_minutes", "trial_timeout": "trial_timeout_minutes",
@@ -115,6 +120,7 @@ class ExperimentConfig:
     raw: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
     trial_timeout_seconds: float | None = None
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
 
     @property
     def beyond_spec(self) -> list[str]:
@@ -217,7 +223,7 @@ class _Parser:
 
         for key in ("sampling", "iterations", "max_concurrent_iterations", "experiment_timeout_hours",
                     "timeout_minutes", "early_termination_policy", "search_space", "cpu_slots",
-                    "trial_timeout_minutes"):
+                    "trial_timeout_minutes", *EXECUTOR_KEYS):
             if key in data and data[key] is not None:
                 put(key, data[key], key)
         if data.get("hyperparameter_sampling") is not None:
@@ -251,6 +257,8 @@ class _Parser:
         budget = self._budget(sweep)
         trial_timeout = self._trial_timeout(sweep)
         cpu_slots = self._int(sweep, "cpu_slots", 1, 4096)
+        executor = parse_executor_settings({k: sweep[k] for k in EXECUTOR_KEYS if k in sweep}, self.fail,
+                                           device=fixed.get("device"), cpu_slots=cpu_slots)
         self._validate_fixed(fixed, fixed_lines, space)
         self._check_data_files(fixed, fixed_lines)
         seed = fixed.get("seed", 0)
@@ -264,7 +272,7 @@ class _Parser:
             fixed=fixed, space=space, has_search_space=has_space, sampling=sampling, iterations=iterations,
             max_concurrent_iterations=concurrent, budget_seconds=budget, policy=policy, seed=seed,
             cpu_slots=cpu_slots, task=task, primary_metric=ImageTask(task).primary_metric, experiment_name=name,
-            raw=self._raw(), source=self.source, trial_timeout_seconds=trial_timeout)
+            raw=self._raw(), source=self.source, trial_timeout_seconds=trial_timeout, executor=executor)
 
     # -- pieces -----------------------------------------------------------------------------------------
     def _fixed(self, run: dict[str, Any]) -> tuple[dict[str, Any], dict[str, int]]:

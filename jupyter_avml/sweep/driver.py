@@ -9,8 +9,8 @@ The driver only composes four parts, each testable alone:
 
 * ``Scheduler`` (``scheduler.py``): the queue, the sampler's proposals, what results mean, the policy's
   decisions, the deadline, the best child;
-* an ``Executor`` (``executor.py``; ``processes.ProcessExecutor`` here): where children run and what they
-  report;
+* an ``Executor`` (``executor.py``): where children run and what they report; ``processes.ProcessExecutor``
+  (local worker processes) or, with ``executor: ray``, ``ray_executor.RayExecutor`` (Ray tasks on a cluster);
 * ``ExperimentFolder`` (``folder.py``): the files it reads (stop requests) and writes (state, heartbeat);
 * ``SweepRuns`` (``bookkeeping.py``): the parent MLflow run and the runs dead workers left open.
 
@@ -84,7 +84,7 @@ class Driver:
                  clock: Callable[[], float] = time.time):
         self.ws, self.name, self.resume = workspace, name, resume
         self.folder = ExperimentFolder.of(workspace.root, name)
-        self.executor_factory = executor_factory or _process_executor
+        self.executor_factory = executor_factory or _default_executor
         self.runs = runs
         self.clock = clock
         self.session_started = time.time()
@@ -111,7 +111,6 @@ class Driver:
     def setup(self) -> None:
         from jupyter_avml.sweep.config import read_experiment
         from jupyter_avml.sweep.sampling import make_sampler
-        from jupyter_avml.sweep.slots import plan_slots
 
         if self.resume:  # read before this session's record replaces it
             self.previous_seconds = session_seconds(self.folder.read_driver_record())
@@ -122,8 +121,7 @@ class Driver:
         self.state = state
         sampler = make_sampler(spec.sampling, spec.space, seed=spec.seed, early_termination=spec.has_policy)
         self.scheduler = Scheduler(spec, state, sampler, previous_seconds=self.previous_seconds, clock=self.clock)
-        slots = plan_slots(str(spec.fixed.get("device") or "auto"), cpu_slots=spec.cpu_slots,
-                           max_concurrent=spec.max_concurrent_iterations, cpu_threads=spec.fixed.get("cpu_threads"))
+        slots = plan_sweep_slots(spec)
         concurrency = concurrency_of(spec, slots)
         self.scheduler.begin(resume=self.resume, concurrency=concurrency)
         log.info("experiment %s: %s sampling, %d iterations, %d at once on %s", self.name, spec.sampling,
@@ -278,7 +276,26 @@ class Driver:
         self.last_heartbeat = now
 
 
-def _process_executor(folder: ExperimentFolder, workspace: Workspace, spec, slots: list) -> Executor:
+def plan_sweep_slots(spec) -> list:
+    """Where children may run: this machine's GPUs or CPU shares (``slots.plan_slots``), or, with
+    ``executor: ray``, the Ray cluster's (``ray_executor.plan_ray_slots``, which joins the cluster)."""
+    if spec.executor.is_ray:
+        from jupyter_avml.sweep.ray_executor import plan_ray_slots
+
+        return plan_ray_slots(spec)
+    from jupyter_avml.sweep.slots import plan_slots
+
+    return plan_slots(str(spec.fixed.get("device") or "auto"), cpu_slots=spec.cpu_slots,
+                      max_concurrent=spec.max_concurrent_iterations, cpu_threads=spec.fixed.get("cpu_threads"),
+                      gpus_per_child=spec.executor.gpus_per_child, cpus_per_child=spec.executor.cpus_per_child)
+
+
+def _default_executor(folder: ExperimentFolder, workspace: Workspace, spec, slots: list) -> Executor:
+    """The executor the experiment's ``executor`` setting names: local worker processes or Ray tasks."""
+    if spec.executor.is_ray:
+        from jupyter_avml.sweep.ray_executor import RayExecutor
+
+        return RayExecutor(folder, workspace, spec, slots)
     from jupyter_avml.sweep.processes import ProcessExecutor
 
     return ProcessExecutor(folder, workspace, slots, len(slots), tracking_uri=spec.fixed.get("tracking_uri"))

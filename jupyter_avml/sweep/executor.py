@@ -9,11 +9,10 @@ model), kill it (``kill``), give its slot to the next child once the run reporte
 and shut everything down (``close``).
 
 ``processes.ProcessExecutor`` runs each child in a local worker process, one slot per GPU or a share of the
-CPU cores (``slots.py``), with a warm spare per slot. A Ray executor would implement the same methods: a
-slot is an actor (or a resource bundle); ``submit`` calls the actor with the assignment; ``poll`` collects
-the events the actor streams (or tails ``events.jsonl`` on shared storage) and the finished object refs;
-``request_stop`` calls the actor's stop method; ``kill`` is ``ray.cancel(force=True)``; ``close`` kills the
-actors. The driver and the scheduler stay as they are.
+CPU cores (``slots.py``), with a warm spare per slot. ``ray_executor.RayExecutor`` (``executor: ray``) runs
+each child as a Ray task placed by Ray's scheduler: ``poll`` follows ``events.jsonl`` on the shared workspace
+and the finished task refs; ``request_stop`` writes a stop order the task watches; ``kill`` is
+``ray.cancel(force=True)``. The driver and the scheduler are the same for both.
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ readers (handles, CLI, dashboard) all go through ``ExperimentFolder``. Writes ar
 ``children/<id>.log``       the worker's output once it has the child.
 ``children/<id>.stop``      ``{"reason", "time"}``: stop this child. Written by ``stop_child()``, removed by
                             the driver when it acts on it.
+``children/<id>.order``     ``{"status", "reason", "time"}``: the driver's stop order to the child's worker,
+                            for an executor with no pipe to it (Ray). Written by the executor, read by the
+                            worker (which then stops as a local worker told on its stdin does).
 ``workers/worker-<n>.log``  a worker's output before it gets a child (its warm-up).
 ==========================  ================================================================================
 
@@ -158,6 +161,9 @@ class ExperimentFolder:
     def child_stop_file(self, child_id: int) -> Path:
         return self.path / CHILDREN_DIR / f"{int(child_id)}.stop"
 
+    def child_order_file(self, child_id: int) -> Path:
+        return self.path / CHILDREN_DIR / f"{int(child_id)}.order"
+
     def worker_log(self, serial: int) -> Path:
         return self.path / WORKERS_DIR / f"worker-{int(serial)}.log"
 
@@ -260,6 +266,21 @@ class ExperimentFolder:
             path.unlink(missing_ok=True)
             out.append((child_id, reason))
         return out
+
+    def order_child_stop(self, child_id: int, status: str, reason: str) -> None:
+        """The executor tells a child's worker to stop (``children/<id>.order``)."""
+        atomic_write_json(self.child_order_file(child_id), {"status": status, "reason": reason, "time": time.time()})
+
+    def child_stop_order(self, child_id: int) -> tuple[str, str] | None:
+        """``(status, reason)`` of a stop order for the child's worker, or None."""
+        path = self.child_order_file(child_id)
+        if not path.exists():
+            return None
+        order = _read_quietly(path)
+        return str(order.get("status") or "stopped"), str(order.get("reason") or "stopped by user")
+
+    def clear_child_order(self, child_id: int) -> None:
+        self.child_order_file(child_id).unlink(missing_ok=True)
 
     # -- what workers report ----------------------------------------------------------------------------
     def write_child_info(self, child_id: int, info: dict[str, Any]) -> None:

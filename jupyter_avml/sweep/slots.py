@@ -13,8 +13,13 @@ wastes GPU memory and, if it ever forked, would break the children). So it does 
 last resort is ``torch.cuda.device_count()`` in a short-lived subprocess, which counts devices through the
 driver API without creating a context in the driver itself.
 
-How many slots on the CPU: ``cpu_slots`` when given; else ``max_concurrent_iterations`` bounded by the
-number of cores; else ``max(1, cores // 4)`` (at least four threads per child).
+How many slots on the CPU: ``cpu_slots`` when given; else ``cores // cpus_per_child`` when that is given
+(each child gets ``cpus_per_child`` threads); else ``max_concurrent_iterations`` bounded by the number of
+cores; else ``max(1, cores // 4)`` (at least four threads per child).
+
+Multi-GPU children: with ``gpus_per_child: N`` a slot holds N GPUs (``CUDA_VISIBLE_DEVICES=0,1``), and its
+child trains on all of them with DDP (``distributed`` is set in its run settings); GPUs left over when the
+count is not a multiple of N stay unused. ``gpus_per_child: 0`` gives CPU slots.
 """
 
 from __future__ import annotations
@@ -43,18 +48,27 @@ class Slot:
         return {"CUDA_VISIBLE_DEVICES": self.gpu if self.gpu is not None else "",
                 "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
 
+    @property
+    def gpu_count(self) -> int:
+        return len(self.gpu.split(",")) if self.kind == "gpu" and self.gpu else 0
+
     def child_values(self, values: dict) -> dict:
         """A child's run settings on this slot: the slot's CPU threads unless the user set ``cpu_threads``; on
-        a GPU slot ``cuda:N`` becomes ``cuda`` (the worker sees only its own GPU, as ``cuda:0``)."""
+        a GPU slot ``cuda:N`` becomes ``cuda`` (the worker sees only its own GPUs, from ``cuda:0``); a slot of
+        several GPUs trains its child on all of them (``distributed: 1``)."""
         values = dict(values)
         if "cpu_threads" not in values:
             values["cpu_threads"] = self.threads
         if self.kind == "gpu" and str(values.get("device", "")).startswith("cuda:"):
             values["device"] = "cuda"
+        if self.gpu_count > 1:
+            values.setdefault("distributed", 1)
         return values
 
     def describe(self) -> str:
-        return f"GPU {self.gpu}" if self.kind == "gpu" else f"CPU ({self.threads} thread{'s' * (self.threads > 1)})"
+        if self.kind == "gpu":
+            return f"GPU {self.gpu}" if self.gpu is not None else "the GPU(s) Ray gives"
+        return f"CPU ({self.threads} thread{'s' * (self.threads > 1)})"
 
 
 def cpu_count() -> int:
@@ -99,8 +113,8 @@ def detect_gpus() -> list[str]:
 
 
 def plan_slots(device: str, *, cpu_slots: int | None = None, max_concurrent: int | None = None,
-               cpu_threads: int | None = None, gpus: list[str] | None = None, cores: int | None = None
-               ) -> list[Slot]:
+               cpu_threads: int | None = None, gpus: list[str] | None = None, cores: int | None = None,
+               gpus_per_child: int | None = None, cpus_per_child: int | None = None) -> list[Slot]:
     """The slots of a sweep.
 
     Parameters
@@ -116,10 +130,13 @@ def plan_slots(device: str, *, cpu_slots: int | None = None, max_concurrent: int
         The run setting ``cpu_threads`` when the user gave it: every child gets exactly that.
     gpus, cores:
         Detected values (``detect_gpus()``, ``cpu_count()``) unless given (tests).
+    gpus_per_child, cpus_per_child:
+        The executor settings (``executor_config.py``): GPUs per slot (0: CPU slots), cores per CPU slot.
     """
     cores = cores if cores is not None else cpu_count()
     device = str(device or "auto").strip().lower()
-    if device != "cpu":
+    per_child = 1 if gpus_per_child is None else int(gpus_per_child)
+    if device != "cpu" and per_child > 0:
         found = detect_gpus() if gpus is None else list(gpus)
         if device.startswith("cuda:"):
             wanted = device.split(":", 1)[1]
@@ -129,6 +146,13 @@ def plan_slots(device: str, *, cpu_slots: int | None = None, max_concurrent: int
 
                 raise ConfigError(f"device is {device!r} but that GPU is not available to this sweep",
                                   field="device", value=device)
+        if found and per_child > 1:
+            if len(found) < per_child:
+                from jupyter_avml.errors import ConfigError
+
+                raise ConfigError(f"gpus_per_child is {per_child} but this machine has {len(found)} GPU(s) for the "
+                                  f"sweep", field="gpus_per_child", value=per_child)
+            found = [",".join(found[i:i + per_child]) for i in range(0, len(found) - per_child + 1, per_child)]
         if found:
             threads = cpu_threads or max(1, cores // len(found))
             return [Slot(i, "gpu", gpu, threads) for i, gpu in enumerate(found)]
@@ -139,6 +163,9 @@ def plan_slots(device: str, *, cpu_slots: int | None = None, max_concurrent: int
                               field="device", value=device)
     if cpu_slots is not None:
         count = cpu_slots
+    elif cpus_per_child is not None:
+        count = max(1, cores // int(cpus_per_child))
+        cpu_threads = cpu_threads or int(cpus_per_child)
     elif max_concurrent is not None:
         count = max(1, min(max_concurrent, cores))
     else:

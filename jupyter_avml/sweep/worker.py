@@ -90,9 +90,10 @@ def warm_up(workspace: str, tracking_uri: str | None) -> None:
 class _Reporter:
     """Writes ``children/<id>.json`` on the run's first event, so the driver learns the run id early."""
 
-    def __init__(self, folder: ExperimentFolder, child_id: int, slot: int):
+    def __init__(self, folder: ExperimentFolder, child_id: int, slot: int, info: dict[str, Any] | None = None):
         self.folder, self.child_id, self.slot = folder, child_id, slot
         self.log = folder.child_log(child_id)
+        self.info = dict(info or {})  # what the executor adds (a Ray child: its node)
         self.run_id: str | None = None
 
     def on_event(self, event) -> None:
@@ -102,7 +103,7 @@ class _Reporter:
 
     def write(self, **extra: Any) -> None:
         data = {"child": self.child_id, "slot": self.slot, "pid": os.getpid(), "log": str(self.log),
-                "time": time.time(), **extra}
+                "time": time.time(), **self.info, **extra}
         self.folder.write_child_info(self.child_id, data)
 
 
@@ -127,14 +128,17 @@ def _read_commands(stop_signal) -> None:
             stop_signal.request(command.get("reason") or "stopped by user", command.get("status") or "stopped")
 
 
-def run_assignment(assignment: dict[str, Any], stop_signal) -> int:
-    """Train (or resume) the assigned child; returns the exit status."""
+def run_assignment(assignment: dict[str, Any], stop_signal, info: dict[str, Any] | None = None) -> int:
+    """Train (or resume) the assigned child; returns the exit status.
+
+    ``info`` is added to ``children/<id>.json`` (a Ray child records its node there).
+    """
     from jupyter_avml.config import AutoMLImageConfig
     from jupyter_avml.training.run import resume, train
 
     folder = ExperimentFolder(assignment["folder"])
     child_id = int(assignment["child"])
-    reporter = _Reporter(folder, child_id, int(assignment.get("slot", 0)))
+    reporter = _Reporter(folder, child_id, int(assignment.get("slot", 0)), info)
     threads = int(assignment.get("threads") or 0)
     if threads:
         import torch

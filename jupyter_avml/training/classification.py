@@ -180,6 +180,12 @@ class ClassificationRecipe(Recipe):
         # A last batch of one image breaks BatchNorm in training mode: drop it instead.
         drop_last = shuffle and len(dataset) > batch_size and len(dataset) % batch_size == 1
         workers = self.config.num_workers
+        if shuffle and self.shard[1] > 1:
+            from jupyter_avml.training.distributed import sharded_loader
+
+            return sharded_loader(dataset, batch_size, generator=generator, drop_last=drop_last, rank=self.shard[0],
+                                  world=self.shard[1], num_workers=workers,
+                                  pin_memory=torch.cuda.is_available() and self.config.device != "cpu")
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
                           num_workers=workers, persistent_workers=False, drop_last=drop_last,
                           pin_memory=torch.cuda.is_available() and self.config.device != "cpu")
@@ -188,6 +194,8 @@ class ClassificationRecipe(Recipe):
         return self._loader(self.train_set, self.config.training_batch_size, shuffle=True, epoch=epoch)
 
     def num_train_batches(self) -> int:
+        if self.shard[1] > 1:
+            return len(self.train_batches(0))
         n, bs = len(self.train_set), self.config.training_batch_size
         if n > bs and n % bs == 1:
             return n // bs

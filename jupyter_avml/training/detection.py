@@ -243,6 +243,12 @@ class DetectionRecipe(Recipe):
     # -- data -----------------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset, batch_size: int, *, shuffle: bool, epoch: int = 0) -> DataLoader:
         generator = torch.Generator().manual_seed(self.config.seed * 7919 + epoch) if shuffle else None
+        if shuffle and self.shard[1] > 1:
+            from jupyter_avml.training.distributed import sharded_loader
+
+            return sharded_loader(dataset, batch_size, generator=generator, drop_last=False, rank=self.shard[0],
+                                  world=self.shard[1], num_workers=self.config.num_workers, collate_fn=collate_lists,
+                                  pin_memory=torch.cuda.is_available() and self.config.device != "cpu")
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
                           num_workers=self.config.num_workers, collate_fn=collate_lists,
                           pin_memory=torch.cuda.is_available() and self.config.device != "cpu")
@@ -251,6 +257,8 @@ class DetectionRecipe(Recipe):
         return self._loader(self.train_set, self.config.training_batch_size, shuffle=True, epoch=epoch)
 
     def num_train_batches(self) -> int:
+        if self.shard[1] > 1:
+            return len(self.train_batches(0))
         return math.ceil(len(self.train_set) / self.config.training_batch_size)
 
     def training_loss(self, model, batch, device):

@@ -9,6 +9,11 @@ same object the YOLO runner uses.
 Determinism: before every epoch the Python, NumPy and torch generators are seeded from ``(seed, epoch)``,
 so an epoch's data order and augmentation depend on nothing else, and a run resumed from the checkpoint
 of epoch k computes epochs k+1... exactly as the uninterrupted run did (same device and thread count).
+
+In a DDP rank process (``training.distributed``: ``distributed.rank_context()`` is set) the same loop runs on
+every rank: the model is wrapped in ``DistributedDataParallel``, the recipe yields this rank's share of each
+global batch, a stop request and the training loss are agreed across ranks, and only rank 0 evaluates and
+records (the other ranks take its decision at each epoch's end).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from jupyter_avml.models.device import amp_dtype_for, resolve_device
 from jupyter_avml.models.freeze import freeze_layer_groups
 from jupyter_avml.runs.events import CallbackList, RunFinished, StopSignal
 from jupyter_avml.training.bookkeeping import RunBookkeeper, TrainResult
+from jupyter_avml.training.distributed import RankContext, rank_context
 from jupyter_avml.training.optim import build_optimizer, build_scheduler
 from jupyter_avml.training.recipe import Recipe
 
@@ -60,7 +66,11 @@ class Trainer:
         self.run_id = run_id
         self.run_dir = Path(run_dir)
         self.stop_signal = stop_signal if stop_signal is not None else StopSignal()
-        self.device = resolve_device(config.device)
+        self.rank = rank_context()  # this process's place in a DDP run; None in a single-process run
+        self.device = self.rank.device if self.rank else resolve_device(config.device)
+        self.writes = self.rank is None or self.rank.is_writer  # evaluates and records (events, files)
+        if self.rank:
+            recipe.shard = (self.rank.rank, self.rank.world)
         self.book = RunBookkeeper(config, run_id=run_id, run_dir=self.run_dir, callbacks=callbacks,
                                   stop_signal=self.stop_signal, class_names=recipe.class_names,
                                   model_facts=lambda model: recipe.export_extra())
@@ -81,6 +91,10 @@ class Trainer:
             log.info("froze %d parameter tensors (%d layer groups)", len(frozen), config.layers_to_freeze)
         amp_dtype = amp_dtype_for(config.mixed_precision, self.device)
         model = self.recipe.prepare_model(model, self.device, amp_dtype is not None)
+        net = model  # what trains; ``model`` is saved and evaluated
+        if self.rank:
+            net = self.rank.wrap(model)
+            model = RankContext.bare(net)  # (on GPUs the wrapper holds SyncBatchNorm layers: new modules)
         optimizer = build_optimizer(model.parameters(), config)
         accumulation = config.grad_accumulation_step
         updates_per_epoch = math.ceil(self.recipe.num_train_batches() / accumulation)
@@ -104,20 +118,24 @@ class Trainer:
             seed_everything(config.seed, epoch + 1)
             book.epoch_started(epoch)
             started = time.perf_counter()
-            train_loss, stopped = self._train_epoch(model, optimizer, scheduler, scaler, amp_dtype, epoch)
+            train_loss, stopped = self._train_epoch(net, optimizer, scheduler, scaler, amp_dtype, epoch)
             if stopped:
                 status, reason = book.stop_request() or ("stopped", None)
                 break
             book.state.epochs_done = epoch + 1
-            if book.evaluation_due(epoch):
-                book.record_evaluation(self._evaluate(model, amp_dtype), model, epoch + 1)
-            decision = book.end_epoch(epoch=epoch + 1, train_loss=train_loss,
-                                      learning_rate=optimizer.param_groups[0]["lr"], model=model,
-                                      seconds=time.perf_counter() - started, resumable_state=resumable_state)
+            decision = None
+            if self.writes:
+                if book.evaluation_due(epoch):
+                    book.record_evaluation(self._evaluate(model, amp_dtype), model, epoch + 1)
+                decision = book.end_epoch(epoch=epoch + 1, train_loss=train_loss,
+                                          learning_rate=optimizer.param_groups[0]["lr"], model=model,
+                                          seconds=time.perf_counter() - started, resumable_state=resumable_state)
+            if self.rank:
+                decision = self.rank.share(decision)  # every rank leaves the loop with rank 0
             if decision is not None:
                 status, reason = decision
                 break
-        return book.result(status, reason, book.finalize(model))
+        return book.result(status, reason, book.finalize(model) if self.writes else None)
 
     # ------------------------------------------------------------------------------------------------
     def _train_epoch(self, model, optimizer, scheduler, scaler, amp_dtype, epoch: int) -> tuple[float, bool]:
@@ -146,12 +164,14 @@ class Trainer:
                 state.updates_done += 1
                 pending = 0
             self.book.batch_done(epoch, index, num_batches, value)
-            if self.stop_signal:
+            if self.rank.any(bool(self.stop_signal)) if self.rank else self.stop_signal:
                 stopped = True
                 break
         if pending and not stopped:
             self._update(optimizer, scheduler, scaler)
             state.updates_done += 1
+        if self.rank:
+            return self.rank.mean_loss(float(loss_sum), seen), stopped
         return (float(loss_sum) / seen if seen else float("nan")), stopped
 
     @staticmethod

@@ -26,6 +26,10 @@ class Recipe(ABC):
     Every recipe is constructed as ``Recipe(config, class_names, train_records, valid_records)``.
     """
 
+    #: ``(rank, world)`` in a DDP run (``training.distributed``): ``train_batches`` then yields this rank's share
+    #: of each global batch (``distributed.sharded_loader``), and ``num_train_batches`` counts those.
+    shard: tuple[int, int] = (0, 1)
+
     def __init__(self, config: AutoMLImageConfig, class_names: list[str], train_records: list[ImageRecord],
                  valid_records: list[ImageRecord]):
         self.config = config

@@ -78,11 +78,13 @@ def train(config: AutoMLImageConfig, *, workspace: str | os.PathLike | Workspace
     """
     from jupyter_avml.tracking.store import DEFAULT_EXPERIMENT, Tracker
     from jupyter_avml.training.data import load_run_data
+    from jupyter_avml.training.distributed import world_size
     from jupyter_avml.training.incremental import check_start_model
 
     ws = Workspace.resolve(workspace if workspace is not None else config.workspace)
     data = load_run_data(config, ws)  # bad data fails here, before a run is recorded
     start_model = check_start_model(config, ws, data.class_names)  # so does a checkpoint that cannot continue
+    world_size(config)  # and a DDP setting this machine cannot give (more GPUs than it has...)
     tracker = Tracker(ws, config.tracking_uri)
     run_tags = {"task": config.task_type.value, "model_name": config.model_name, **(tags or {})}
     run_id = tracker.start_run(experiment=experiment or DEFAULT_EXPERIMENT, run_name=run_name or config.run_name,
@@ -149,9 +151,14 @@ def resume(run_id: str, *, workspace: str | os.PathLike | Workspace | None = Non
 
 def _execute(config, ws: Workspace, tracker, folder: RunFolder, data, callbacks, stop_signal,
              resume: bool, start_model=None) -> RunSummary:
+    from jupyter_avml.training.ddp_launch import launch
+    from jupyter_avml.training.distributed import in_rank_process, world_size
     from jupyter_avml.training.engine import finished_event
     from jupyter_avml.training.outputs import write_run_outputs
 
+    world = world_size(config)
+    if world > 1:  # rank processes train it (rank 0 comes back here and trains below, as rank 0)
+        return launch(config, ws, tracker, folder, callbacks, stop_signal, resume, world)
     run_id = folder.run_id
     primary = config.task_type.primary_metric
     events = CallbackList([JsonlEventWriter(folder.events_file), tracker.callback(run_id), *callbacks])
@@ -177,7 +184,8 @@ def _execute(config, ws: Workspace, tracker, folder: RunFolder, data, callbacks,
         tracker.log_artifacts(run_id, folder.outputs_dir, "outputs")
         tracker.end_run(run_id, result.status)
     except BaseException as exc:
-        _record_failure(exc, events, tracker, folder, primary, handler)
+        if not in_rank_process():  # a DDP rank's failure is recorded by its launcher, naming the rank
+            _record_failure(exc, events, tracker, folder, primary, handler)
         _detach_log_file(handler)
         raise
     summary = RunSummary(run_id=run_id, task=config.task_type.value, model_name=config.model_name,
