@@ -78,6 +78,8 @@ class DryRun:
             return [{}]
         if config.sampling == "bayesian":
             return []
+        if config.automode is not None:  # AutoMode: its portfolio (the refinements depend on results)
+            return config.automode.portfolio[:min(config.iterations, SHOWN_CONFIGURATIONS)]
         from jupyter_avml.sweep.sampling import make_sampler
 
         sampler = make_sampler(config.sampling, config.space, seed=config.seed)
@@ -124,7 +126,13 @@ class DryRun:
                 ("max concurrent", str(config.max_concurrent_iterations or "all at once (bounded by slots)")),
                 ("budget", format_duration(config.budget_seconds)),
                 ("early termination", ", ".join(f"{k}={v}" for k, v in policy.items()) if policy else "none")]
-        if config.has_search_space:
+        if config.automode is not None:
+            plan = config.automode
+            rows.append(("automode", f"{plan.hardware.get('kind', '?')}: {len(plan.subspaces)} portfolio entries, "
+                                     f"then Bayesian refinement around the best child"))
+            rows += [(f"portfolio {i}", why) for i, why in enumerate(plan.whys)]
+            rows += [(f"left out {i}", note) for i, note in enumerate(plan.notes)]
+        elif config.has_search_space:
             rows.append(("search space", _space_text(config.space.to_config())))
         return rows
 
