@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import textwrap
 
-from jupyter_avml.cli import convert, datasets, demo, experiments, runs, sweep, train, validate
+from jupyter_avml.cli import convert, datasets, demo, experiments, models, runs, sweep, train, validate
 from jupyter_avml.cli.overrides import SET_ARG
 from jupyter_avml.cli.table import NOTEBOOK, SHELL, Verb, arg, synopsis, usage
 
@@ -27,7 +27,7 @@ HELP = Verb("help", "this overview, or the arguments of VERB", help_verb,
             text=lambda text, args, door: print(text))
 
 VERBS: tuple[Verb, ...] = (
-    *demo.VERBS, *validate.VERBS, *convert.VERBS, *datasets.VERBS, *train.VERBS, *runs.VERBS,
+    *demo.VERBS, *validate.VERBS, *convert.VERBS, *datasets.VERBS, *models.VERBS, *train.VERBS, *runs.VERBS,
     *sweep.VERBS,  # sweep, resume
     *experiments.VERBS,  # list, status, stop, best, register, attach
     HELP,
