@@ -57,11 +57,16 @@ def test_the_recorded_plan_is_the_plan(shapes, tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({"search_space": {"learning_rate": "uniform(0.01, 0.1)"}, "sampling": "auto"},
      "AutoMode (sampling: auto) chooses the models and hyperparameters itself; remove search_space"),
-    ({"automode": {"portfolio": []}}, "automode.portfolio must be a non-empty list"),
+    ({"automode": {"portfolio": []}}, "automode.portfolio must be a list of 1 to 1000 {params, why}"),
     ({"automode": {"portfolio": [{"params": {"model_name": "resnet18", "number_of_epochs": 3}}]}},
      "automode.portfolio[0] sets number_of_epochs, which the experiment also sets; set it in one place"),
-    ({"automode": {"portfolio": [{"params": {"model_name": "resnet18"}}], "refine": {"resnet18": {"pretrained": 1}}}},
-     "automode.refine.resnet18 varies pretrained, which the experiment sets"),
+    ({"automode": {"portfolio": [{"params": {"model_name": "resnet18"}}],
+                   "refine": {"resnet18": {"number_of_epochs": 1}}}},
+     "automode.refine.resnet18 varies number_of_epochs, which the experiment sets"),
+    ({"automode": {"portfolio": [{"params": {"model_name": "resnet18", "learning_rate": 5}}]}},
+     "automode.portfolio[0]: learning_rate must be a float in [0, 1], got 5"),
+    ({"automode": {"portfolio": [{"params": {"model_name": "yolov5"}}]}},
+     "automode.portfolio[0]: yolov5 is an object detection model; task is image-classification"),
     ({"automode": "yes"}, "automode must be a mapping (the plan AutoMode recorded), got 'yes'"),
 ])
 def test_bad_automode_settings_are_refused_with_their_place(shapes, tmp_path, change, message):

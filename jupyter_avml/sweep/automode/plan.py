@@ -29,6 +29,9 @@ __all__ = ["AutoModePlan", "make_plan", "AUTOMODE_POLICY", "REFINE_KEYS"]
 #: ``benchmarks/sweep.py`` for what it saves and costs).
 AUTOMODE_POLICY = {"type": "successive_halving", "min_resource": 2, "reduction_factor": 3}
 
+#: Most entries a recorded plan may hold (``iterations`` is at most 1000).
+MAX_PORTFOLIO = 1000
+
 #: What the refinement may vary, per model family (each only when the user did not fix it).
 REFINE_KEYS = {
     "timm": ("learning_rate", "weight_decay", "train_crop_size"),
@@ -92,21 +95,33 @@ class AutoModePlan(SearchSpace):
         if not isinstance(data, Mapping):
             raise ConfigError(f"automode must be a mapping (the plan AutoMode recorded), got {data!r}",
                               field="automode", value=data)
+        from jupyter_avml.config.config import AutoMLImageConfig
+        from jupyter_avml.config.params import PARAMS
+
         portfolio = data.get("portfolio")
-        if not isinstance(portfolio, list) or not portfolio:
-            raise ConfigError("automode.portfolio must be a non-empty list of {params, why}",
-                              field="automode.portfolio", value=portfolio)
+        if not isinstance(portfolio, list) or not portfolio or len(portfolio) > MAX_PORTFOLIO:
+            raise ConfigError(f"automode.portfolio must be a list of 1 to {MAX_PORTFOLIO} {{params, why}}",
+                              field="automode.portfolio", value=f"{type(portfolio).__name__} of "
+                              f"{len(portfolio) if isinstance(portfolio, list) else 0}")
         entries, whys = [], []
         for index, item in enumerate(portfolio):
             params = item.get("params") if isinstance(item, Mapping) else None
             if not isinstance(params, Mapping) or "model_name" not in params and "model_name" not in fixed:
                 raise ConfigError(f"automode.portfolio[{index}] must be {{params: {{model_name: ..., ...}}, why: "
                                   f"...}}, got {item!r}", field=f"automode.portfolio[{index}]", value=item)
+            where = f"automode.portfolio[{index}]"
             overlap = sorted(set(params) & set(fixed))
             if overlap:
-                raise ConfigError(f"automode.portfolio[{index}] sets {', '.join(overlap)}, which the experiment "
-                                  f"also sets; set it in one place", field=f"automode.portfolio[{index}]",
-                                  value=overlap)
+                raise ConfigError(f"{where} sets {', '.join(overlap)}, which the experiment also sets; set it in "
+                                  f"one place", field=where, value=overlap)
+            wrong = [str(k) for k in params if k not in PARAMS or (not PARAMS[k].hyperparameter and k != "model_name")]
+            if wrong:
+                raise ConfigError(f"{where} sets {', '.join(wrong)}: an entry holds hyperparameters (and "
+                                  f"model_name) only", field=where, value=wrong)
+            try:  # an entry is a whole configuration: every value must be valid as it stands
+                AutoMLImageConfig.from_dict({**fixed, **params})
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc.message}", field=where, value=exc.value) from None
             entries.append(dict(params))
             whys.append(str(item.get("why") or f"portfolio {index + 1}/{len(portfolio)}"))
         refine = data.get("refine") or {}
@@ -114,6 +129,10 @@ class AutoModePlan(SearchSpace):
             raise ConfigError("automode.refine must map model names to {setting: default}", field="automode.refine",
                               value=refine)
         for model, keys in refine.items():
+            unknown = sorted(str(k) for k in keys if k not in PARAMS or not PARAMS[k].hyperparameter)
+            if unknown:
+                raise ConfigError(f"automode.refine.{model} names {', '.join(unknown)}, which are not "
+                                  f"hyperparameters", field=f"automode.refine.{model}", value=unknown)
             overlap = sorted(set(keys) & set(fixed))
             if overlap:
                 raise ConfigError(f"automode.refine.{model} varies {', '.join(overlap)}, which the experiment sets",
