@@ -21,7 +21,7 @@ One YAML file or dict holds both:
   ``timeout_minutes``             the budget in minutes (finer); give it or ``experiment_timeout_hours``.
   ``early_termination_policy``    ``{type: bandit|median_stopping|truncation_selection|successive_halving|
                                   hyperband, ...}`` (``policies.make_policy``); none by default (AutoMode:
-                                  successive halving).
+                                  Hyperband).
   ``arguments``                   fixed settings for every child, ``["--early_stopping", 1, ...]`` or
                                   ``{early_stopping: 1}``; each name must be a run setting.
   ``search_space``                a mapping ``{parameter: expression}`` or a list of mappings (conditional

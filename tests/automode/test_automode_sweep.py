@@ -39,29 +39,34 @@ def test_automode_chooses_stops_and_refines_within_the_budget(shapes):
     clock = FakeClock()
     scheduler = _scheduler(shapes, clock)
     plan = scheduler.spec.automode
+    assert scheduler.spec.policy_config == {"type": "hyperband", "min_resource": 1, "reduction_factor": 3.0,
+                                            "brackets": 2, "evaluation_interval": 1, "delay_evaluation": 0}
     a, b = _start(scheduler), _start(scheduler)
-    assert [a.params, b.params] == plan.portfolio[:2] and a.why == plan.whys[0]
-    for epoch, (va, vb) in enumerate([(0.5, 0.3), (0.7, 0.4)], start=1):
-        assert scheduler.on_epoch(a.id, epoch, {"accuracy": va}, va) is None
-        stop = scheduler.on_epoch(b.id, epoch, {"accuracy": vb}, vb)
-    # rung 2 (min_resource 2): b is not in the top third of the two children there
-    assert stop is not None and stop.status == "early_terminated"
-    assert stop.reason.startswith("successive halving: accuracy 0.4 (best so far) at interval 2")
-    scheduler.on_finished(b.id, "early_terminated", best_value=0.4, best_epoch=2, reason=stop.reason)
+    assert [a.params, b.params] == plan.portfolio[:2] and (a.why, b.why) == tuple(plan.whys[:2])
+    # a (child 0) and c (child 2) are in bracket 0, judged from epoch 1; b (child 1) in bracket 1, from epoch 3
+    assert scheduler.on_epoch(a.id, 1, {"accuracy": 0.5}, 0.5) is None
+    assert scheduler.on_epoch(b.id, 1, {"accuracy": 0.3}, 0.3) is None
     c = _start(scheduler)
     assert c.params == plan.portfolio[2]
-    scheduler.on_epoch(a.id, 3, {"accuracy": 0.8}, 0.8)
-    scheduler.on_finished(a.id, "completed", best_value=0.8, best_epoch=3)
+    stop = scheduler.on_epoch(c.id, 1, {"accuracy": 0.2}, 0.2)
+    assert stop is not None and stop.status == "early_terminated"
+    assert stop.reason.startswith("hyperband (bracket 0): accuracy 0.2 (best so far) at interval 1 is not in the top "
+                                  "1 of the 2 runs that reached this rung")
+    scheduler.on_finished(c.id, "early_terminated", best_value=0.2, best_epoch=1, reason=stop.reason)
     d = _start(scheduler)  # the portfolio holds 5 entries (6 iterations, a quarter of them refine)
     assert d.params == plan.portfolio[3]
+    for epoch, value in ((2, 0.7), (3, 0.8)):
+        scheduler.on_epoch(a.id, epoch, {"accuracy": value}, value)
+    scheduler.on_finished(a.id, "completed", best_value=0.8, best_epoch=3)
     clock.advance(121)  # the budget (2 minutes) runs out: running children stop, nothing more starts
     requests = scheduler.check_deadline()
-    assert sorted(requests) == [c.id, d.id]
+    assert sorted(requests) == [b.id, d.id]
     assert scheduler.next_child() is None
-    for child in (c, d):
+    for child in (b, d):
         scheduler.on_finished(child.id, "stopped", reason="experiment timeout")
     assert scheduler.done() and scheduler.finish()[0] == "timed_out"
     assert scheduler.state.best_child == a.id
+    assert scheduler.state.child(c.id).reason == stop.reason
 
 
 def test_after_the_portfolio_comes_the_refinement(shapes):
@@ -99,7 +104,7 @@ def test_automode_through_the_driver(shapes, workspace):
         kill_leftovers(workspace)
     assert time.time() - started < 180 + 60  # within the budget (and the driver's stop grace)
     assert state.status in ("completed", "timed_out") and state.sampling == "auto"
-    assert state.early_termination_policy["type"] == "successive_halving"
+    assert state.early_termination_policy["type"] == "successive_halving"  # the user's policy, not AutoMode's
     assert len(state.children) == 3 and all(child.finished for child in state.children)
     plan = parse_experiment(handle.folder / "experiment.yaml").automode  # the plan the driver ran
     assert [child.why for child in state.children] == plan.whys[:3]

@@ -7,7 +7,7 @@
   ``experiment.yaml`` (``AutoModePlan`` is the experiment's search space);
 * ``sampler``: the portfolio in order, then Bayesian refinement (TPE) around the best child so far.
 
-The multi-fidelity early termination it runs with (successive halving) lives with the other policies
+The multi-fidelity early termination it runs with (Hyperband over successive halvings) lives with the other policies
 (``sweep.halving``).
 """
 
