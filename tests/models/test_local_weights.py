@@ -122,3 +122,121 @@ def test_the_mapping_can_target_a_prefix():
     mapping = OrderedKeyMapping(target_prefix="backbone.body.")
     assert set(mapping.apply(source, target, what="w")) == {"backbone.body.0.weight", "backbone.body.0.bias"}
     assert mapping.unmapped(target) == ["head.weight"]
+
+
+# -- the catalogue's models with local weights (the packages of the README's set-up) ------------------------
+from jupyter_avml.models import get_model_spec, list_models  # noqa: E402
+
+LOCAL = [name for name in list_models() if get_model_spec(name).local_weights is not None]
+LIGHT_DETECTORS = [name for name in LOCAL if get_model_spec(name).family == "torchvision"]
+
+
+def _installed(name: str):
+    spec = get_model_spec(name)
+    if spec.local_weights.locate() is None:
+        pytest.skip(f"{spec.local_weights.package} is not installed (the README's set-up installs it)")
+    return spec
+
+
+def _build(spec, num_classes: int, **kwargs):
+    from jupyter_avml.models.classification import build_classifier
+    from jupyter_avml.models.detection import build_detector
+
+    if spec.family == "timm":
+        return build_classifier(spec, num_classes, img_size=64, **kwargs)
+    return build_detector(spec, num_classes, min_size=64, max_size=96, **kwargs)
+
+
+def test_the_catalogue_has_local_weights_for_the_light_models():
+    assert {"mobilenetv2", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"} <= set(LOCAL)
+    assert {"fasterrcnn_mobilenetv2_fpn", "maskrcnn_efficientnet_lite0_fpn"} <= set(LIGHT_DETECTORS)
+
+
+@pytest.mark.parametrize("name", LOCAL)
+def test_pretrained_works_offline_with_every_backbone_tensor_from_the_package(name, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # and tests/conftest.py refuses any connection
+    spec = _installed(name)
+    model = _build(spec, 3, pretrained=True)
+    loaded = model.state_dict() if spec.family == "timm" else model.backbone.body.state_dict()
+    # the key order of the network before its BatchNorm is frozen (a detector's frozen BatchNorm has no counter)
+    fresh = _build(spec, 3, pretrained=False)
+    target = fresh.state_dict() if spec.family == "timm" else fresh.backbone.body.state_dict()
+    mapped = spec.local_weights.mapping.apply(spec.local_weights.read(what=name), target, what=name)
+    unmapped = spec.local_weights.mapping.unmapped(target)
+    assert len(mapped) == len(target) - len(unmapped)
+    assert all(key.startswith("classifier.") for key in unmapped)  # only a classifier's head starts afresh
+    for key, tensor in mapped.items():  # every backbone tensor is the file's: zero missing backbone keys
+        if not key.endswith("num_batches_tracked"):
+            assert torch.equal(loaded[key], tensor), key
+
+
+def test_the_error_for_a_model_without_reachable_weights_names_the_local_ones(monkeypatch, tmp_path):
+    from jupyter_avml.models.classification import build_classifier
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(WeightsUnavailableError) as info:
+        build_classifier(get_model_spec("resnet18"), 3, pretrained=True)
+    message = str(info.value)
+    assert "HF_HUB_OFFLINE is set and they are not in the Hugging Face cache" in message
+    assert "These models have local weights (a pip package, no download): mobilenetv2, " in message
+    assert "efficientnet_lite0" in message and "fasterrcnn_mobilenetv2_fpn" in message
+
+
+def _detection_batch(with_masks: bool):
+    generator = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, 72, 96, generator=generator) for _ in range(2)]
+    boxes = [torch.tensor([[8.0, 10.0, 50.0, 60.0]]), torch.tensor([[20.0, 5.0, 90.0, 70.0]])]
+    targets = []
+    for box, label in zip(boxes, (1, 2), strict=True):
+        target = {"boxes": box, "labels": torch.tensor([label])}
+        if with_masks:
+            mask = torch.zeros(1, 72, 96, dtype=torch.uint8)
+            x1, y1, x2, y2 = box[0].long().tolist()
+            mask[0, y1:y2, x1:x2] = 1
+            target["masks"] = mask
+        targets.append(target)
+    return images, targets
+
+
+@pytest.mark.parametrize("name", LIGHT_DETECTORS)
+def test_light_detectors_train_freeze_predict_and_reload(name):
+    from jupyter_avml.models.detection_backbones import backbone_normalization
+    from jupyter_avml.models.freeze import freeze_layer_groups
+
+    torch.set_num_threads(1)
+    spec = _installed(name)
+    torch.manual_seed(0)
+    model = _build(spec, 2, pretrained=True, box_score_thresh=0.0, box_detections_per_img=5)
+    mean, std = backbone_normalization(spec.backend)
+    assert tuple(model.transform.image_mean) == mean and tuple(model.transform.image_std) == std
+    assert model.transform.min_size == (64,) and model.transform.max_size == 96
+    # starting from weights, the backbone's BatchNorm statistics are frozen (batches of 1-4 images)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.backbone.body.modules())
+    # layers_to_freeze: the groups cover the backbone, stem first
+    frozen = freeze_layer_groups(model, spec, 2)
+    body = [n for n, _ in model.named_parameters() if n.startswith("backbone.body.")]
+    assert frozen and set(frozen) < set(body) and frozen[0] == body[0]
+    covered = {n for group in spec.layer_groups for n in body if n.startswith(group)}
+    assert covered == set(body)
+
+    model.train()
+    images, targets = _detection_batch(with_masks=name.startswith("maskrcnn"))
+    losses = model(images, targets)
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    assert all(p.grad is None for n, p in model.named_parameters() if n in frozen)
+
+    model.eval()
+    with torch.no_grad():
+        output = model(images)
+    assert set(output[0]) >= {"boxes", "labels", "scores"} and len(output[0]["boxes"]) <= 5
+    assert all(int(label) in (1, 2) for label in output[0]["labels"])
+    # inference rebuilds without weights (pretrained=False) and loads the trained state: same predictions
+    rebuilt = _build(spec, 2, pretrained=False, box_score_thresh=0.0, box_detections_per_img=5)
+    rebuilt.load_state_dict(model.state_dict())
+    rebuilt.eval()
+    with torch.no_grad():
+        again = rebuilt(images)
+    assert torch.allclose(again[0]["scores"], output[0]["scores"], atol=1e-5)
