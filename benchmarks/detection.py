@@ -42,9 +42,9 @@ from jupyter_avml.data.convert import convert  # noqa: E402
 from jupyter_avml.data.split import split_records  # noqa: E402
 from jupyter_avml.data.validate import read_dataset  # noqa: E402
 from jupyter_avml.metrics.result import MetricsResult  # noqa: E402
+from jupyter_avml.runs.events import CallbackList, EpochMetrics  # noqa: E402
 from jupyter_avml.training.detection import DetectionRecipe  # noqa: E402
 from jupyter_avml.training.engine import Trainer  # noqa: E402
-from jupyter_avml.training.events import CallbackList, EpochMetrics  # noqa: E402
 from jupyter_avml.training.run import train  # noqa: E402
 
 TASK = "image-object-detection"
@@ -143,12 +143,12 @@ def detector_overhead(model_name: str, data: Path, args, workdir: Path) -> tuple
 # -- YOLOv5: our runner vs ultralytics' stock trainer ------------------------------------------------------
 def plain_yolo_rate(layout_root: Path, args, workdir: Path, n_train: int) -> float:
     """Training images/s of ultralytics' own DetectionTrainer (first epoch dropped), no validation."""
+    import yaml
     from ultralytics.data.utils import check_class_names
     from ultralytics.models.yolo.detect import DetectionTrainer
 
     from jupyter_avml.data.yolo_layout import DATA_YAML
     from jupyter_avml.models.yolo import yolo_model_file
-    import yaml
 
     meta = yaml.safe_load((layout_root / DATA_YAML).read_text())
 

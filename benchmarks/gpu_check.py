@@ -22,9 +22,10 @@ from jupyter_avml.config import AutoMLImageConfig
 from jupyter_avml.data.shapes import make_shapes
 from jupyter_avml.data.split import split_records
 from jupyter_avml.data.validate import read_dataset
+from jupyter_avml.models.device import amp_dtype_for
+from jupyter_avml.runs.events import CallbackList, EpochMetrics
 from jupyter_avml.training.classification import ClassificationRecipe
 from jupyter_avml.training.engine import Trainer
-from jupyter_avml.training.events import CallbackList, EpochMetrics
 
 
 class Collect:
@@ -56,7 +57,8 @@ def real_training(tmp: Path) -> None:
         result = trainer.fit()
         seconds = time.perf_counter() - start
         payload = torch.load(result.model_path, weights_only=True)
-        print(f"{model_name}: amp dtype {trainer._amp_dtype()}, channels_last {recipe._channels_last}, "
+        amp_dtype = amp_dtype_for(config.mixed_precision, trainer.device)
+        print(f"{model_name}: amp dtype {amp_dtype}, channels_last {recipe._channels_last}, "
               f"status {result.status}, accuracy per epoch "
               f"{[round(e.primary_value or 0, 3) for e in collect.epochs]}, "
               f"{len(train) * config.number_of_epochs / seconds:.0f} train img/s incl. eval, "

@@ -26,9 +26,9 @@ from jupyter_avml.config import AutoMLImageConfig
 from jupyter_avml.data.shapes import make_shapes
 from jupyter_avml.data.validate import read_dataset
 from jupyter_avml.metrics.result import MetricsResult
+from jupyter_avml.runs.events import BatchProgress, CallbackList, EpochStarted
 from jupyter_avml.training.classification import ClassificationRecipe
 from jupyter_avml.training.engine import Trainer
-from jupyter_avml.training.events import BatchProgress, CallbackList, EpochStarted
 
 
 class FixedBatches:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -44,3 +45,34 @@ class WeightsUnavailableError(AvmlError, RuntimeError):
 
 class NotFoundError(AvmlError, LookupError):
     """A named thing (dataset, run, experiment, model) does not exist in the workspace."""
+
+
+class UnsafeWeightsError(WeightsUnavailableError):
+    """A weights file that could only be read by running code stored in it (a pickle of arbitrary objects).
+
+    jupyter_avml reads weights as data only; the message says how a user converts a file they trust.
+    """
+
+
+class ModelFileError(AvmlError, ValueError):
+    """A file given as a trained model is not one (empty, truncated, a checkpoint, another kind of file)."""
+
+
+class DamagedRunError(AvmlError, ValueError):
+    """A record of a run (``run.json``) exists but cannot be read; the message names it and what can be done.
+
+    ``folder`` (the run folder) and ``reason`` let a door word the advice in its own commands.
+    """
+
+    def __init__(self, message: str, folder: Path, reason: str):
+        super().__init__(message)
+        self.folder = folder
+        self.reason = reason
+
+
+class RunBusyError(AvmlError, RuntimeError):
+    """A run folder is in use by another training process (e.g. a resume while the run still trains)."""
+
+
+class TrainingDivergedError(AvmlError, FloatingPointError):
+    """The training loss became infinite or NaN; the message names the epoch, the batch and what to change."""

@@ -21,8 +21,9 @@ import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any
 
 from jupyter_avml.errors import AvmlError
 
@@ -86,21 +87,30 @@ def atomic_write_json(path: str | os.PathLike, data: Any, *, indent: int | None 
     return atomic_write_text(path, json.dumps(data, indent=indent, default=default))
 
 
+class DamagedFileError(ValueError):
+    """A file that exists but does not hold what it should: ``path`` and, in a few words, ``reason``."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        super().__init__(f"{path} is damaged ({reason})")
+        self.path = Path(path)
+        self.reason = reason
+
+
 def read_json_object(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The JSON object in ``path``; None when the file is missing. Raises ``ValueError`` when it is damaged
-    (not JSON, or not an object), so callers can say which file is damaged."""
+    """The JSON object in ``path``; None when the file is missing. Raises ``DamagedFileError`` (a
+    ``ValueError``) when it is damaged (not JSON, or not an object), so callers can say which file and why."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path} is damaged (not UTF-8 text: {exc.reason})") from exc
+        raise DamagedFileError(path, f"not UTF-8 text: {exc.reason}") from exc
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise ValueError(f"{path} is damaged (not JSON: {exc})") from exc
+        raise DamagedFileError(path, f"not JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{path} is damaged (a JSON {type(data).__name__}, not an object)")
+        raise DamagedFileError(path, f"a JSON {type(data).__name__}, not an object")
     return data
 
 

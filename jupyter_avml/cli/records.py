@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jupyter_avml.errors import AvmlError
+from jupyter_avml.errors import AvmlError, DamagedRunError
 from jupyter_avml.workspace import Workspace
 
 DAMAGED = "damaged"
@@ -158,18 +158,11 @@ class RunRecord:
 
 
 def damaged_run(run_dir: Path, reason: str | None, command: str = "avml") -> str:
-    """The message for a run whose ``run.json`` cannot be read (``reason``; ``None``: it is missing), saying
-    what can still be done."""
-    run_dir = Path(run_dir)
-    model = run_dir / "outputs" / "model.pt"
-    config = run_dir / "config.yaml"
-    problem = f"is damaged ({reason})" if reason is not None else "is missing"
-    text = (f"{run_dir / 'run.json'} {problem}: the status of run {run_dir.name} is unknown and it "
-            f"cannot be resumed; ")
-    text += f"its model file {model} is intact" if model.is_file() else "it has no model file"
-    if config.is_file():
-        text += f"; train it again with `{command} train {config}`"
-    return text
+    """The message for a run whose ``run.json`` is damaged (``reason``) or missing (``None``), in this door's
+    words (the run folder's own derivation: ``runs.folder.damaged_run_message``)."""
+    from jupyter_avml.runs.folder import damaged_run_message
+
+    return damaged_run_message(run_dir, reason, command)
 
 
 def read_run(run_dir: Path, command: str = "avml") -> RunRecord | None:
@@ -180,6 +173,8 @@ def read_run(run_dir: Path, command: str = "avml") -> RunRecord | None:
     path = run_dir / "run.json"
     try:
         info = read_run_json(run_dir)
+    except DamagedRunError as exc:
+        return RunRecord(run_dir.name, run_dir, status=DAMAGED, problem=damaged_run(run_dir, exc.reason, command))
     except AvmlError as exc:
         return RunRecord(run_dir.name, run_dir, status=DAMAGED, problem=str(exc))
     except _DAMAGE as exc:

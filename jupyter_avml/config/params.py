@@ -31,14 +31,11 @@ SCOPE_TEXT = {
 
 
 def family_scopes(family: str) -> set[str]:
-    """The scopes that apply to a model family (``timm``, ``torchvision``, ``yolov5``)."""
-    if family == "timm":
-        return {ALL, CLASSIFICATION}
-    if family == "torchvision":
-        return {ALL, TORCHVISION_DETECTION, DETECTION}
-    if family == "yolov5":
-        return {ALL, YOLO, DETECTION}
-    raise ValueError(f"unknown model family {family!r}")
+    """The scopes that apply to a model family (``timm``, ``torchvision``, ``yolov5``): its record in
+    ``jupyter_avml.models.families``, where each family is declared once."""
+    from jupyter_avml.models.families import get_family
+
+    return set(get_family(family).scopes)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -10,10 +11,10 @@ from jupyter_avml.inference.predictor import Predictor
 
 
 class ClassificationPredictor(Predictor):
-    def __init__(self, payload: dict, config, device):
-        super().__init__(payload, config, device)
+    def __init__(self, payload: dict, config, device, model_file=None):
+        super().__init__(payload, config, device, model_file)
         from jupyter_avml.models.classification import build_classifier
-        from jupyter_avml.training.classification import IMAGENET_MEAN, IMAGENET_STD, eval_transform
+        from jupyter_avml.models.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 
         spec = config.model_spec
         self.model = build_classifier(spec, len(self.class_names), pretrained=False,

@@ -7,7 +7,9 @@ training and validation and may be changed for inference:
 * classification: ``valid_resize_size``, ``valid_crop_size``;
 * detection/segmentation: ``min_size``, ``max_size``, ``box_score_thresh``, ``box_nms_thresh``,
   ``box_detections_per_img`` and the tiling settings;
-* yolov5: ``img_size``, ``model_size``, ``box_score_thresh``, ``box_iou_thresh``.
+* yolov5: ``img_size``, ``model_size``, ``box_score_thresh``, ``box_iou_thresh``
+
+(each family's ``inference_settings`` in ``models.families``, which also names its ``Predictor`` class).
 
 ``predict(images)`` takes paths, bytes, PIL images or HxWx3 uint8 arrays (one or a list) and returns one
 dict per image in the spec's response format.
@@ -18,18 +20,13 @@ from __future__ import annotations
 import io
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from jupyter_avml.errors import ConfigError, NotFoundError
+from jupyter_avml.errors import ConfigError, ModelFileError, NotFoundError
+from jupyter_avml.models.zoo import get_model_spec
 from jupyter_avml.tasks import ImageTask
-
-SETTINGS_BY_FAMILY = {
-    "timm": ("valid_resize_size", "valid_crop_size"),
-    "torchvision": ("min_size", "max_size", "box_score_thresh", "box_nms_thresh", "box_detections_per_img",
-                    "tile_grid_size", "tile_overlap_ratio", "tile_predictions_nms_thresh"),
-    "yolov5": ("img_size", "model_size", "box_score_thresh", "box_iou_thresh"),
-}
 
 
 def resolve_model_file(path: str | os.PathLike, workspace=None) -> Path:
@@ -37,7 +34,7 @@ def resolve_model_file(path: str | os.PathLike, workspace=None) -> Path:
     the model registry of ``workspace``)."""
     text = os.fspath(path)
     if text.startswith("models:/"):
-        from jupyter_avml.tracking.registry import download_registered_model
+        from jupyter_avml.tracking.model_registry import download_registered_model
 
         return download_registered_model(text, workspace)
     candidate = Path(text).expanduser()
@@ -53,44 +50,36 @@ def load_model(task: ImageTask | str | os.PathLike, path: str | os.PathLike | No
 
     ``load_model("models:/NAME/1")`` (no task) works too: the task is read from the model file.
     ``workspace`` is where ``models:/`` names are registered (default: ``$AVML_WORKSPACE`` or
-    ``./avml-workspace``).
+    ``./avml-workspace``). The file is read as data (``models.model_file.read_model_file``): anything that is
+    not a model file (empty, truncated, a checkpoint, a pickle of other objects) raises ``ModelFileError``.
     """
-    import torch
+    from jupyter_avml.models.families import get_family
+    from jupyter_avml.models.model_file import read_model_file
 
     if path is None:
         path, task = task, None
     model_file = resolve_model_file(path, workspace)
-    payload = torch.load(model_file, map_location="cpu", weights_only=True)
-    saved_task = ImageTask(payload["task"])
+    payload = read_model_file(model_file)
+    try:
+        saved_task = ImageTask(payload["task"])
+        spec = get_model_spec(payload["model_name"])
+    except (ValueError, ConfigError) as exc:
+        raise ModelFileError(f"{model_file} is not a model file this version can load ({exc})") from None
     if task is not None and ImageTask.parse(task) is not saved_task:
         raise ConfigError(f"{model_file} is a {saved_task.value} model; task is {ImageTask.parse(task).value}",
                           field="task", value=str(task))
-    from jupyter_avml.models.registry import get_model_spec
-
-    spec = get_model_spec(payload["model_name"])
-    allowed = SETTINGS_BY_FAMILY[spec.family]
+    family = get_family(spec.family)
+    allowed = family.inference_settings
     unknown = sorted(set(model_settings) - set(allowed))
     if unknown:
         raise ConfigError(f"{unknown[0]} is not an inference setting of {spec.name}; settings: {', '.join(allowed)}",
                           field=unknown[0], value=model_settings[unknown[0]])
     from jupyter_avml.config import AutoMLImageConfig
+    from jupyter_avml.models.device import resolve_device
 
     # Re-validate the settings against the training configuration (same ranges and rules as training).
     config = AutoMLImageConfig.from_dict({**payload["config"], **model_settings})
-    from jupyter_avml.training.engine import resolve_device
-
-    torch_device = resolve_device(device)
-    if spec.family == "timm":
-        from jupyter_avml.inference.classification import ClassificationPredictor
-
-        return ClassificationPredictor(payload, config, torch_device)
-    if spec.family == "torchvision":
-        from jupyter_avml.inference.detection import DetectionPredictor
-
-        return DetectionPredictor(payload, config, torch_device)
-    from jupyter_avml.inference.yolo import YoloPredictor
-
-    return YoloPredictor(payload, config, torch_device, model_file)
+    return family.predictor_class()(payload, config, resolve_device(device), model_file)
 
 
 class Predictor(ABC):
@@ -98,7 +87,8 @@ class Predictor(ABC):
 
     batch_size = 8
 
-    def __init__(self, payload: dict, config, device):
+    def __init__(self, payload: dict, config, device, model_file: Path | None = None):
+        self.model_file = model_file
         self.task = ImageTask(payload["task"])
         self.model_name = payload["model_name"]
         self.class_names: list[str] = list(payload["class_names"])
@@ -113,7 +103,7 @@ class Predictor(ABC):
         for start in range(0, len(items), self.batch_size):
             chunk = [as_rgb_image(item) for item in items[start:start + self.batch_size]]
             results = self.predict_batch([image for image, _ in chunk])
-            for (_, name), result in zip(chunk, results):
+            for (_, name), result in zip(chunk, results, strict=True):
                 outputs.append({"filename": name, **result})
         return outputs[0] if single else outputs
 

@@ -32,7 +32,7 @@ weights fine-tuned further), all at 224 px except resnest101e (256 px); all are 
 from __future__ import annotations
 
 from jupyter_avml.models.local_weights import LocalWeights, OrderedKeyMapping
-from jupyter_avml.models.registry import ModelSpec, register_model
+from jupyter_avml.models.zoo import ModelSpec, register_model_spec
 from jupyter_avml.tasks import ImageTask
 
 CLS = frozenset({ImageTask.IMAGE_CLASSIFICATION, ImageTask.IMAGE_CLASSIFICATION_MULTILABEL})
@@ -58,7 +58,7 @@ def _vit_defaults(batch: int, lr_multiclass: float, lr_multilabel: float) -> dic
 
 
 def _classifier(name, backend, description, groups, defaults=None, fixed_input_size=False, local_weights=None):
-    register_model(ModelSpec(name=name, tasks=CLS, family="timm", backend=backend, builder=CLASSIFIER_BUILDER,
+    register_model_spec(ModelSpec(name=name, tasks=CLS, family="timm", backend=backend, builder=CLASSIFIER_BUILDER,
                              description=description, defaults=defaults or {}, layer_groups=groups,
                              fixed_input_size=fixed_input_size, local_weights=local_weights,
                              parameters_millions=PARAMETERS_MILLIONS.get(name)))
@@ -133,7 +133,7 @@ _classifier("vitb16r224", "vit_base_patch16_224.augreg2_in21k_ft_in1k", "ViT bas
 _classifier("vitl16r224", "vit_large_patch16_224.augreg_in21k_ft_in1k", "ViT large, 16x16 patches, 224 px",
             _vit_groups(24), _vit_defaults(10, 0.001, 0.002), fixed_input_size=True)
 
-register_model(ModelSpec(
+register_model_spec(ModelSpec(
     name="yolov5", tasks=OD, family="yolov5", backend="yolov5{scale}u.yaml", builder=YOLO_BUILDER,
     description="YOLOv5 (ultralytics), one-stage; size set by model_size",
     defaults={"number_of_epochs": 30, "training_batch_size": 16, "validation_batch_size": 16,
@@ -141,16 +141,16 @@ register_model(ModelSpec(
     layer_groups=tuple((f"model.{i}.",) for i in range(10)), parameters_millions=PARAMETERS_MILLIONS["yolov5"]))
 
 for _depth in (18, 34, 50, 101, 152):
-    register_model(ModelSpec(
+    register_model_spec(ModelSpec(
         name=f"fasterrcnn_resnet{_depth}_fpn", tasks=OD, family="torchvision", backend=f"resnet{_depth}",
         builder=DETECTOR_BUILDER, description=f"Faster R-CNN, ResNet-{_depth}-FPN backbone (two-stage)",
         layer_groups=DETECTOR_GROUPS, parameters_millions=PARAMETERS_MILLIONS[f"fasterrcnn_resnet{_depth}_fpn"]))
-register_model(ModelSpec(
+register_model_spec(ModelSpec(
     name="retinanet_resnet50_fpn", tasks=OD, family="torchvision", backend="resnet50", builder=DETECTOR_BUILDER,
     description="RetinaNet, ResNet-50-FPN (focal loss for class imbalance)", layer_groups=DETECTOR_GROUPS,
     parameters_millions=PARAMETERS_MILLIONS["retinanet_resnet50_fpn"]))
 for _depth in (18, 34, 50, 101, 152):
-    register_model(ModelSpec(
+    register_model_spec(ModelSpec(
         name=f"maskrcnn_resnet{_depth}_fpn", tasks=IS, family="torchvision", backend=f"resnet{_depth}",
         builder=DETECTOR_BUILDER, description=f"Mask R-CNN, ResNet-{_depth}-FPN backbone",
         layer_groups=DETECTOR_GROUPS, parameters_millions=PARAMETERS_MILLIONS[f"maskrcnn_resnet{_depth}_fpn"]))
@@ -178,7 +178,7 @@ _ARCHITECTURES = (("fasterrcnn", OD, "Faster R-CNN"), ("retinanet", OD, "RetinaN
 for _backbone, _title in (("mobilenetv2", "MobileNetV2"), ("efficientnet_lite0", "EfficientNet-Lite0")):
     for _arch, _tasks, _arch_title in _ARCHITECTURES:
         _name = f"{_arch}_{_backbone}_fpn"
-        register_model(ModelSpec(
+        register_model_spec(ModelSpec(
             name=_name, tasks=_tasks, family="torchvision", backend=_backbone, builder=DETECTOR_BUILDER,
             description=f"{_arch_title}, {_title}-FPN backbone (ImageNet weights from a pip package)",
             layer_groups=LIGHT_DETECTOR_GROUPS[_backbone], local_weights=LIGHT_DETECTOR_WEIGHTS[_backbone],

@@ -6,7 +6,8 @@ what a run starts from.
 
 Where the starting weights come from, in order:
 
-1. ``pretrained_weights=PATH``: a local state dict (see :func:`jupyter_avml.models.weights.read_state_dict`),
+1. ``pretrained_weights=PATH``: a local state dict read as data, never by running code (see
+   :func:`jupyter_avml.models.weights_files.read_state_dict`),
    whatever ``pretrained`` says. The classifier head is reinitialised when its shape differs; every other
    difference is an error. ViT position embeddings are resampled to ``img_size`` by timm's checkpoint filter.
 2. ``pretrained=True``: the catalogue entry's ``local_weights`` when it has one (a pip package's file,
@@ -24,7 +25,6 @@ import os
 import sys
 from typing import Any
 
-from jupyter_avml.models.registry import ModelSpec
 from jupyter_avml.models.weights import (
     describe_error,
     download_errors,
@@ -34,9 +34,10 @@ from jupyter_avml.models.weights import (
     hub_offline,
     hub_url,
     load_state_dict_checked,
-    read_state_dict,
     weights_unavailable,
 )
+from jupyter_avml.models.weights_files import read_state_dict
+from jupyter_avml.models.zoo import ModelSpec
 
 _logger = logging.getLogger(__name__)
 

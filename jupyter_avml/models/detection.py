@@ -22,13 +22,9 @@ within seconds with a ``WeightsUnavailableError`` that says how to proceed.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import pickle
-import socket
-import threading
-import zipfile
+import re
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -42,18 +38,20 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from jupyter_avml.errors import WeightsUnavailableError
 from jupyter_avml.models.detection_backbones import LIGHT_BACKBONES, build_light_detector
-from jupyter_avml.models.registry import ModelSpec
-from jupyter_avml.models.weights import describe_error, guidance, load_state_dict_checked, read_state_dict
+from jupyter_avml.models.weights import (  # noqa: F401  (unreachable_reason: looked up here, tests replace it)
+    describe_error,
+    download_file,
+    guidance,
+    load_state_dict_checked,
+    unreachable_reason,
+)
+from jupyter_avml.models.weights_files import read_state_dict
+from jupyter_avml.models.zoo import ModelSpec
 
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-# How long the reachability probe waits for name resolution + TCP connect before calling a host offline,
-# and the socket timeout (per blocking operation, not per download) while torchvision downloads.
-PROBE_TIMEOUT_S = 3.0
-DOWNLOAD_SOCKET_TIMEOUT_S = 30.0
 
 ARCHITECTURES = ("fasterrcnn", "maskrcnn", "retinanet")
 RESNET_DEPTHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -101,10 +99,9 @@ class BackgroundFreeRetinaNet(RetinaNet):
 def parse_detector_name(spec: ModelSpec) -> tuple[str, str]:
     """``(architecture, backbone)`` of a registry entry, e.g. ``("maskrcnn", "resnet34")``."""
     architecture = spec.name.split("_", 1)[0]
-    if spec.family != "torchvision" or architecture not in ARCHITECTURES or (
-            spec.backend not in RESNET_DEPTHS and spec.backend not in LIGHT_BACKBONES):
+    if architecture not in ARCHITECTURES or (spec.backend not in RESNET_DEPTHS and spec.backend not in LIGHT_BACKBONES):
         raise ValueError(f"{spec.name} is not a torchvision detector entry "
-                         f"(family {spec.family!r}, backend {spec.backend!r})")
+                         f"(architecture {architecture!r}, backend {spec.backend!r})")
     return architecture, spec.backend
 
 
@@ -199,6 +196,22 @@ def build_detector(spec: ModelSpec, num_classes: int, *, pretrained: bool = True
     return model
 
 
+def batchnorm_eps(model: nn.Module) -> float:
+    """The variance epsilon of the backbone's BatchNorm layers (what a model file records for the predictor)."""
+    for module in model.backbone.body.modules():
+        if isinstance(module, (nn.BatchNorm2d, FrozenBatchNorm2d)):
+            return float(module.eps)
+    return 1e-5
+
+
+def coco_v1_batchnorm_eps(spec: ModelSpec, *, pretrained: bool, pretrained_weights: str | None) -> float:
+    """``build_detector``'s rule for the epsilon: 0 when the build starts from torchvision's COCO v1 weights,
+    else torch's default 1e-5 (for model files that do not record it)."""
+    if not pretrained or pretrained_weights:
+        return 1e-5
+    return 0.0 if _coco_weights(*parse_detector_name(spec)) is not None else 1e-5
+
+
 def _construct(architecture: str, backbone: str, num_outputs: int, trainable_layers: int, *, frozen_norm: bool,
                min_size: int, max_size: int, box_score_thresh: float, box_nms_thresh: float,
                box_detections_per_img: int) -> nn.Module:
@@ -221,53 +234,8 @@ def _construct(architecture: str, backbone: str, num_outputs: int, trainable_lay
 
 # -- weights ---------------------------------------------------------------------------------------------
 
-def unreachable_reason(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
-    """Why ``url``'s host cannot be reached right now, or None when a TCP connection to it succeeds.
-
-    Name resolution and connecting run in a daemon thread bounded by ``2 * timeout``, because
-    ``getaddrinfo`` ignores socket timeouts and can block for long on machines without a resolver.
-    """
-    parts = urlparse(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    outcome: dict[str, object] = {}
-
-    def attempt() -> None:
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            outcome["error"] = f"cannot resolve {host} ({exc})"
-            return
-        last: OSError | None = None
-        for family, kind, proto, _, address in infos:
-            try:
-                with socket.socket(family, kind, proto) as sock:
-                    sock.settimeout(timeout)
-                    sock.connect(address)
-                outcome["ok"] = True
-                return
-            except OSError as exc:
-                last = exc
-        outcome["error"] = f"cannot connect to {host}:{port} ({last})"
-
-    thread = threading.Thread(target=attempt, name="avml-probe", daemon=True)
-    thread.start()
-    thread.join(2 * timeout)
-    if thread.is_alive():
-        return f"no answer from {host} within {2 * timeout:.0f} s"
-    return None if outcome.get("ok") else str(outcome.get("error", f"cannot reach {host}"))
-
-
-@contextlib.contextmanager
-def _socket_timeout(seconds: float):
-    # torch.hub downloads with urllib.urlopen and no timeout, i.e. the process-wide default (none): a stalled
-    # connection would hang forever. The timeout bounds each blocking socket call, not the whole download.
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
+#: torch.hub's convention: the file name carries the first hexadecimal digits of its SHA-256 after its last "-".
+HASH_IN_NAME = re.compile(r"-([a-f0-9]*)\.")
 
 
 def torchvision_cache_file(weights) -> Path:
@@ -290,16 +258,17 @@ def fetch_torchvision_weights(weights, what: str) -> dict[str, torch.Tensor]:
                 f"{what} are not in the torch hub cache ({cached.parent}) and cannot be downloaded from {url}: "
                 f"{reason}. {guidance(url)} Or copy that file into {cached.parent}.")
         log.info("downloading %s to %s", url, cached)
-    try:
-        with _socket_timeout(DOWNLOAD_SOCKET_TIMEOUT_S):
-            return weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        # OSError: urllib/socket errors; RuntimeError: hash mismatch or a damaged archive; the rest: damaged files.
-        if not cached.is_file():  # torch.hub publishes the file only after a complete, verified download
+        found = HASH_IN_NAME.search(cached.name)
+        try:
+            # A timeout per request (torch.hub's downloader has none; no process-wide default is changed).
+            download_file(url, cached, sha256_prefix=found.group(1) if found else None)
+        except (OSError, RuntimeError) as exc:  # urllib/socket errors, a hash mismatch
             raise WeightsUnavailableError(f"{what}: download of {url} into {cached.parent} failed "
                                           f"({describe_error(exc)}). {guidance(url)}") from exc
-        raise WeightsUnavailableError(f"{what}: cannot read {cached} ({describe_error(exc)}); delete it to "
-                                      f"download it again. {guidance(url)}") from exc
+    try:
+        return read_state_dict(cached, field=what)
+    except WeightsUnavailableError as exc:
+        raise WeightsUnavailableError(f"{exc}; delete it to download it again. {guidance(url)}") from None
 
 
 def load_detector_state(model: nn.Module, state: dict[str, torch.Tensor], *, source: str, what: str) -> list[str]:

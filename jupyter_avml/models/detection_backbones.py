@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork
 
-from jupyter_avml.models.registry import ModelSpec
+from jupyter_avml.models.zoo import ModelSpec
 
 __all__ = ["LIGHT_BACKBONES", "LightBackboneWithFPN", "build_light_detector", "backbone_normalization"]
 
@@ -79,7 +79,7 @@ def build_light_detector(spec: ModelSpec, num_classes: int, *, pretrained: bool 
     """
     from jupyter_avml.models.detection import CLASS_HEAD_PREFIXES, load_detector_state
     from jupyter_avml.models.local_weights import load_local_weights
-    from jupyter_avml.models.weights import read_state_dict
+    from jupyter_avml.models.weights_files import read_state_dict
 
     architecture = spec.name.split("_", 1)[0]
     if architecture not in ARCHITECTURES or spec.backend not in LIGHT_BACKBONES:

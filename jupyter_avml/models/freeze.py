@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jupyter_avml.models.registry import ModelSpec
+from jupyter_avml.models.zoo import ModelSpec
 
 
 def freeze_layer_groups(model, spec: ModelSpec, count: int | None) -> list[str]:

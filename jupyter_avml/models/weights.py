@@ -9,9 +9,10 @@ same helpers). Three concerns live here:
   environment again at call time and the builders look in the cache themselves.
 * **Messages.** Every failure becomes a :class:`~jupyter_avml.errors.WeightsUnavailableError` whose text says
   what happened and how to proceed (:func:`weights_unavailable`).
-* **Local files.** ``pretrained_weights: PATH`` reads a state dict (:func:`read_state_dict`) and loads it
-  strictly (:func:`load_state_dict_checked`): only the classifier head may differ (it is reinitialised);
-  every other missing, unexpected or reshaped tensor is an error naming the tensors.
+* **Local files.** ``pretrained_weights: PATH`` reads a state dict as data
+  (:func:`jupyter_avml.models.weights_files.read_state_dict`: never by running code) and loads it strictly
+  (:func:`load_state_dict_checked`): only the classifier head may differ (it is reinitialised); every other
+  missing, unexpected or reshaped tensor is an error naming the tensors.
 
 torch, timm and huggingface_hub are imported inside the functions (``import jupyter_avml`` stays light).
 """
@@ -121,7 +122,7 @@ def guidance(download_url: str | None) -> str:
 
 def local_weight_models() -> list[str]:
     """The catalogue's models whose pretrained weights a pip package installs (``local_weights.py``)."""
-    from jupyter_avml.models.registry import get_model_spec, list_models
+    from jupyter_avml.models.zoo import get_model_spec, list_models
 
     return [name for name in list_models() if get_model_spec(name).local_weights is not None]
 
@@ -163,43 +164,81 @@ def download_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-# -- local files -------------------------------------------------------------------------------------------
-def read_state_dict(path: str | os.PathLike, *, field: str = "pretrained_weights") -> dict[str, Any]:
-    """Read a state dict from a local file.
+# -- downloads ----------------------------------------------------------------------------------------------
+#: How long the reachability probe waits for name resolution + TCP connect before calling a host offline.
+PROBE_TIMEOUT_S = 3.0
+#: The socket timeout of one download request (per blocking operation, not for the whole transfer).
+DOWNLOAD_TIMEOUT_S = 30.0
 
-    Accepts PyTorch files (``.pth``/``.pt``/``.bin``/``.ckpt``, read with ``weights_only=True``: no arbitrary
-    pickles) and ``.safetensors``; a checkpoint may hold the weights under ``state_dict_ema``/``model_ema``
-    (preferred, as timm does), ``state_dict`` or ``model``; ``module.``/``_orig_mod.`` prefixes of
-    DataParallel and ``torch.compile`` are removed. Uses ``timm.models.load_state_dict``.
 
-    Returns ``{name: tensor}`` on the CPU. Raises ``WeightsUnavailableError`` naming the path when the file is
-    missing, unreadable, or holds something other than a state dict.
+def unreachable_reason(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why ``url``'s host cannot be reached right now, or None when a TCP connection to it succeeds.
+
+    Name resolution and connecting run in a daemon thread bounded by ``2 * timeout``, because
+    ``getaddrinfo`` ignores socket timeouts and can block for long on machines without a resolver.
     """
-    import torch
-    from timm.models import load_state_dict
+    import socket
+    import threading
 
-    file = Path(os.path.expandvars(os.path.expanduser(str(path))))
-    if not file.exists():
-        raise WeightsUnavailableError(f"{field}: {file} does not exist; give the path of a weights file "
-                                      f"(.pth, .pt, .bin or .safetensors), or remove {field}")
-    if not file.is_file():
-        raise WeightsUnavailableError(f"{field}: {file} is not a file; give the path of a weights file "
-                                      f"(.pth, .pt, .bin or .safetensors)")
-    try:
-        state_dict = load_state_dict(str(file), use_ema=True, device="cpu", weights_only=True)
-    except Exception as exc:  # deserialisers raise many types (pickle, zip, safetensors, RuntimeError...)
-        raise WeightsUnavailableError(
-            f"{field}: cannot read {file} as PyTorch or safetensors weights ({describe_error(exc)})") from exc
-    if not isinstance(state_dict, Mapping) or not state_dict:
-        raise WeightsUnavailableError(f"{field}: {file} holds no state dict (found {type(state_dict).__name__})")
-    not_tensors = [str(key) for key, value in state_dict.items() if not isinstance(value, torch.Tensor)]
-    if not_tensors:
-        raise WeightsUnavailableError(
-            f"{field}: {file} is not a state dict: entries {_first(not_tensors)} are not tensors "
-            f"(a checkpoint keeping its weights under a key other than state_dict or model?)")
-    return dict(state_dict)
+    parts = urlparse(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    outcome: dict[str, object] = {}
+
+    def attempt() -> None:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            outcome["error"] = f"cannot resolve {host} ({exc})"
+            return
+        last: OSError | None = None
+        for family, kind, proto, _, address in infos:
+            try:
+                with socket.socket(family, kind, proto) as sock:
+                    sock.settimeout(timeout)
+                    sock.connect(address)
+                outcome["ok"] = True
+                return
+            except OSError as exc:
+                last = exc
+        outcome["error"] = f"cannot connect to {host}:{port} ({last})"
+
+    thread = threading.Thread(target=attempt, name="avml-probe", daemon=True)
+    thread.start()
+    thread.join(2 * timeout)
+    if thread.is_alive():
+        return f"no answer from {host} within {2 * timeout:.0f} s"
+    return None if outcome.get("ok") else str(outcome.get("error", f"cannot reach {host}"))
 
 
+def download_file(url: str, target: str | os.PathLike, *, timeout: float = DOWNLOAD_TIMEOUT_S,
+                  sha256_prefix: str | None = None) -> Path:
+    """Download ``url`` into ``target``, atomically (a broken transfer leaves no file, not even a temporary one).
+
+    ``timeout`` bounds each blocking socket operation of this request only (no process-wide default is
+    changed); ``sha256_prefix`` (torch.hub's convention: the hexadecimal digits after the last ``-`` of the
+    file name) is checked before the file is published. Raises ``OSError`` (network), ``RuntimeError`` (hash).
+    """
+    import hashlib
+    import urllib.request
+
+    from jupyter_avml.fileio import atomic_write
+
+    digest = hashlib.sha256()
+
+    def write(handle) -> None:
+        request = urllib.request.Request(url, headers={"User-Agent": "jupyter_avml"})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                handle.write(chunk)
+        if sha256_prefix and not digest.hexdigest().startswith(sha256_prefix):
+            raise RuntimeError(f'invalid hash value (expected "{sha256_prefix}", got "{digest.hexdigest()}")')
+
+    return atomic_write(target, write)
+
+
+# -- local files (read by ``weights_files.read_state_dict``, as data) -------------------------------------
 def load_state_dict_checked(model, state_dict: Mapping[str, Any], *, source: str, what: str,
                             head_modules: Sequence[str] = ()) -> list[str]:
     """Load ``state_dict`` into ``model``; only the head may differ.

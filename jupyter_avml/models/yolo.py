@@ -1,32 +1,32 @@
 """YOLOv5 through ultralytics (its anchor-free YOLOv5u family), spec section 4.
 
-``build_yolo`` returns an ``ultralytics.YOLO`` whose ``.model`` is a ``DetectionModel`` with ``nc`` outputs.
-Tensor contract of ``yolo.model`` (ultralytics' conventions, which differ from torchvision's):
-
-- input ``img``: ``float32 [B, 3, H, W]`` in ``[0, 1]``, H and W multiples of 32 (letterboxed by the
-  data pipeline; the network does not resize or normalise);
-- training targets (``yolo_loss``): ``batch_idx`` ``[N]`` (image index of each box), ``cls`` ``[N, 1]``
-  (class index **0..C-1**, no background), ``bboxes`` ``[N, 4]`` normalised ``x_centre, y_centre, w, h``
-  in ``[0, 1]``;
-- eval forward: a tuple whose first element is ``[B, 4 + C, A]``: for each of the A anchor points, the box
-  ``x_centre, y_centre, w, h`` in input pixels and C class probabilities (sigmoid); apply NMS
-  (``ultralytics.utils.nms.non_max_suppression``) with ``box_score_thresh`` / ``box_iou_thresh``.
+``build_yolo`` returns an ``ultralytics.YOLO`` whose ``.model`` is a ``DetectionModel`` with ``nc`` outputs; its
+tensor contract is documented in ``models.ultralytics_adapter.network``, where every use of ultralytics lives.
+This module maps the spec's settings (``model_size``, ``pretrained``, ``pretrained_weights``) onto it.
 
 ultralytics is imported only after ``prepare_ultralytics`` (workspace-confined, offline settings).
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from pathlib import Path
 
-from jupyter_avml.errors import ConfigError, WeightsUnavailableError
-from jupyter_avml.fileio import atomic_write_text
-from jupyter_avml.models.registry import ModelSpec
-from jupyter_avml.models.ultralytics_env import UltralyticsDirs, prepare_ultralytics
-from jupyter_avml.models.weights import describe_error, guidance, load_state_dict_checked, read_state_dict
+from jupyter_avml.errors import ConfigError, UnsafeWeightsError, WeightsUnavailableError
+from jupyter_avml.models.ultralytics_adapter.environment import UltralyticsDirs, prepare_ultralytics
+from jupyter_avml.models.ultralytics_adapter.network import (  # noqa: F401  (yolo_loss, ensure_criterion: public)
+    class_output_modules,
+    download_release_weights,
+    ensure_criterion,
+    model_yaml,
+    new_yolo,
+    read_yolo_state_dict,
+    release_url,
+    yolo_loss,
+)
+from jupyter_avml.models.weights import guidance, load_state_dict_checked, unreachable_reason
+from jupyter_avml.models.zoo import ModelSpec
 from jupyter_avml.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -69,14 +69,15 @@ def build_yolo(spec: ModelSpec, num_classes: int, *, model_size: str = "medium",
     model_size
         ``small``, ``medium``, ``large`` or ``xlarge`` (ultralytics scales s, m, l, x).
     pretrained
-        Transfer ultralytics' COCO weights (``yolov5{s,m,l,x}u.pt``) onto the new head (ultralytics'
-        ``YOLO.load``: every tensor except the class outputs). The file is looked up in
+        Transfer ultralytics' COCO weights (``yolov5{s,m,l,x}u.pt``, read as data) onto the new network: every
+        tensor except the class outputs, checked tensor by tensor. The file is looked up in
         ``<workspace>/cache/ultralytics/weights`` and downloaded there when GitHub is reachable;
         otherwise ``WeightsUnavailableError`` within seconds.
     pretrained_weights
         A local file used instead (``pretrained`` is then ignored): an ultralytics ``.pt`` checkpoint, or a
-        state dict of a ``DetectionModel`` (bare, or inside a ``jupyter_avml`` ``model.pt``); class-dependent
-        head tensors of another class count are re-initialised.
+        state dict of a ``DetectionModel`` (bare, or inside a ``jupyter_avml`` ``model.pt``), read as data
+        (never by running code from it); class-dependent head tensors of another class count are
+        re-initialised.
     workspace_dir
         The workspace holding ultralytics' settings, weights and the model YAML (default: resolved as
         ``Workspace.resolve``).
@@ -107,31 +108,10 @@ def build_yolo(spec: ModelSpec, num_classes: int, *, model_size: str = "medium",
     elif pretrained:
         weights = fetch_yolo_weights(yolo_weights_file(model_size), dirs, what=f"{spec.name} ({model_size})")
 
-    from ultralytics import YOLO
-
-    yolo = YOLO(str(_model_yaml(model_file, num_classes, dirs)), task="detect", verbose=verbose)
+    yolo = new_yolo(model_yaml(model_file, num_classes, dirs), verbose=verbose)
     if weights is not None:
         _load_weights(yolo, weights, spec.name, from_user=pretrained_weights is not None)
     return yolo
-
-
-def _model_yaml(model_file: str, num_classes: int, dirs: UltralyticsDirs) -> Path:
-    """ultralytics' YAML for ``model_file`` with ``nc`` set, written once into the workspace.
-
-    ``YOLO(yaml)`` takes ``nc`` from the file; building from a copy with the right ``nc`` constructs the
-    network once instead of building an 80-class one and replacing it. The name keeps ultralytics' scale
-    letter (``yolov5su-nc3.yaml`` -> scale ``s``).
-    """
-    import yaml
-    from ultralytics.nn.tasks import yaml_model_load
-
-    config = {k: v for k, v in yaml_model_load(model_file).items() if k not in ("scale", "yaml_file")}
-    config["nc"] = num_classes
-    path = dirs.models_dir / f"{Path(model_file).stem}-nc{num_classes}.yaml"
-    text = yaml.safe_dump(config, sort_keys=False)
-    if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        atomic_write_text(path, text)
-    return path
 
 
 def fetch_yolo_weights(name: str, dirs: UltralyticsDirs, *, what: str) -> Path:
@@ -140,102 +120,39 @@ def fetch_yolo_weights(name: str, dirs: UltralyticsDirs, *, what: str) -> Path:
     ultralytics' own downloader retries with 30 s connection timeouts; offline, we probe the host first
     and raise ``WeightsUnavailableError`` at once.
     """
-    from ultralytics.utils import downloads
-
-    from jupyter_avml.models.detection import unreachable_reason
-
     target = dirs.weights_dir / name
     if target.is_file():
         return target
-    release = inspect.signature(downloads.attempt_download_asset).parameters["release"].default
-    url = f"https://github.com/{downloads.GITHUB_ASSETS_REPO}/releases/download/{release}/{name}"
+    url = release_url(name)
     reason = unreachable_reason(url)
     if reason is not None:
         raise WeightsUnavailableError(
             f"{what}: pretrained weights {name} are not in {target.parent} and cannot be downloaded from {url}: "
             f"{reason}. {guidance(url)} Or copy that file into {target.parent}.")
-    log.info("downloading %s to %s", url, target)
-    try:
-        downloads.attempt_download_asset(str(target))
-    except (OSError, RuntimeError, MemoryError) as exc:  # requests/socket errors, ConnectionError, disk space
-        raise WeightsUnavailableError(f"{what}: download of {url} into {target.parent} failed "
-                                      f"({describe_error(exc)}). {guidance(url)}") from exc
-    if not target.is_file():
-        raise WeightsUnavailableError(f"{what}: download of {url} produced no file at {target}. "
-                                      f"{guidance(url)}")
-    return target
+    return download_release_weights(name, target, what=what)
 
 
 def _load_weights(yolo, path: Path, model_name: str, *, from_user: bool) -> None:
-    """Transfer ``path`` onto ``yolo.model``: a state dict checked tensor by tensor, else an ultralytics checkpoint.
+    """Transfer the weights of ``path`` onto ``yolo.model``, checked tensor by tensor; the file is read as data.
 
-    ultralytics checkpoints pickle whole modules, so they do not read as a plain state dict; they go through
-    ``YOLO.load``, which transfers every tensor of matching name and shape (the class outputs differ).
+    ``path`` is a state dict (bare, or a ``jupyter_avml`` ``model.pt``) or an ultralytics checkpoint, whose pickled
+    modules are read without running their code (``read_yolo_state_dict``). Tensors that depend on the class
+    count (the Detect head's class outputs) start afresh when their shape differs; any other difference is an
+    error naming the tensors.
     """
     try:
-        state = read_state_dict(path)
-    except WeightsUnavailableError as not_a_state_dict:
-        try:
-            yolo.load(str(path))
-        except Exception as exc:  # ultralytics raises TypeError/AssertionError/unpickling errors for foreign files
-            hint = "" if from_user else " Delete it to download it again."
-            raise WeightsUnavailableError(
-                f"{model_name}: {path} is neither an ultralytics checkpoint ({describe_error(exc)}) nor a state "
-                f"dict ({not_a_state_dict}).{hint}") from exc
-        return
+        state = read_yolo_state_dict(path, field="pretrained_weights" if from_user else "pretrained")
+    except UnsafeWeightsError as exc:
+        if from_user:
+            raise
+        names = ", ".join(getattr(exc, "names", [])[:5])
+        raise UnsafeWeightsError(f"{model_name}: the cached weights {path} cannot be read without running code stored "
+                                 f"in them ({names}); jupyter_avml reads weights files as data only. Delete the "
+                                 f"file to download it again.") from None
+    except WeightsUnavailableError as exc:
+        if from_user:
+            raise
+        raise WeightsUnavailableError(f"{model_name}: {exc} Delete {path} to download it again.") from None
     detection_model = yolo.model
-    head = f"model.{len(detection_model.model) - 1}"
-    # The Detect head's class branch (cv3) depends on the class count; the box branch (cv2) does not.
-    load_state_dict_checked(detection_model, state, source=str(path), what=f"{model_name} ({head} is its head)",
-                            head_modules=(f"{head}.cv3", f"{head}.one2one_cv3"))
-
-
-def yolo_loss(model, batch: dict):
-    """Training loss of a YOLO detector through its own criterion (``DetectionModel.loss``).
-
-    Parameters
-    ----------
-    model
-        An ``ultralytics.YOLO`` or its ``DetectionModel`` (``yolo.model``), in train mode.
-    batch
-        ``img`` ``float32 [B, 3, H, W]`` in [0, 1]; ``batch_idx`` ``[N]``; ``cls`` ``[N, 1]`` class indices
-        0..C-1; ``bboxes`` ``[N, 4]`` normalised ``x_centre, y_centre, w, h``; all on the model's device.
-
-    Returns
-    -------
-    (loss, items)
-        ``loss``: scalar, the sum of the box, classification and DFL losses times the batch size (what
-        ultralytics' trainer back-propagates); ``items``: their detached values by name.
-    """
-    from ultralytics.engine.model import Model
-
-    detection_model = model.model if isinstance(model, Model) else model
-    ensure_criterion(detection_model)
-    loss, items = detection_model.loss(batch)
-    return loss.sum(), items
-
-
-def ensure_criterion(detection_model) -> None:
-    """Create (or re-create after a device move) the model's loss with ultralytics' default gains.
-
-    The criterion reads its gains as attributes (``hyp.box``) while a YAML-built model keeps ``args`` as a
-    dict, and it captures the device at creation; ultralytics' trainer covers both by building it lazily
-    with its namespace of arguments, which this mirrors without changing ``model.args``.
-    """
-    from ultralytics.utils import DEFAULT_CFG_DICT, IterableSimpleNamespace
-
-    device = next(detection_model.parameters()).device
-    criterion = getattr(detection_model, "criterion", None)
-    if criterion is not None and getattr(criterion, "device", device) == device:
-        return
-    missing = object()
-    args = getattr(detection_model, "args", missing)
-    if isinstance(args, dict) or args is missing:
-        detection_model.args = IterableSimpleNamespace(**{**DEFAULT_CFG_DICT, **(args if args is not missing else {})})
-    try:
-        detection_model.criterion = detection_model.init_criterion()
-    finally:
-        if isinstance(args, dict):
-            detection_model.args = args
-        elif args is missing:
-            del detection_model.args
+    load_state_dict_checked(detection_model, state, source=str(path), what=f"{model_name} (ultralytics DetectionModel)",
+                            head_modules=class_output_modules(detection_model))

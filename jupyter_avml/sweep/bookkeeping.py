@@ -33,14 +33,11 @@ class SweepRuns:
         self.tracker = None
 
     def open(self) -> None:
-        """Open the tracking store (its first opening, which creates the tables, is serialised across the
-        processes of the workspace)."""
-        from jupyter_avml.sweep.worker import tracking_store_lock
+        """Open the tracking store (the Tracker serialises the creation of a new store across processes)."""
         from jupyter_avml.tracking.store import Tracker
 
-        with tracking_store_lock(self.workspace.root):
-            self.tracker = Tracker(self.workspace, self.tracking_uri)
-            self.tracker.client.search_experiments(max_results=1)
+        self.tracker = Tracker(self.workspace, self.tracking_uri)
+        self.tracker.client.search_experiments(max_results=1)
 
     def start_parent(self, state: ExperimentState, spec, concurrency: int) -> None:
         """Create the parent run (``state.parent_run_id``), or reopen it when the sweep resumes."""

@@ -334,12 +334,12 @@ class ExperimentHandle:
         Finished children are kept; unfinished ones run again (from their last epoch checkpoint when they
         have one), then sampling continues up to ``iterations``. Refused while a driver is alive.
         """
-        state = self.state
+        # The verdict first: a completed experiment's driver may still be closing its records for a moment.
+        if self.state.status == "completed":
+            raise AvmlError(f"experiment {self.name!r} is completed: nothing to resume")
         if self.driver_alive:
             raise AvmlError(f"experiment {self.name!r} is running (its driver is alive); stop it first "
                             f"(avml stop {self.name})")
-        if state.status == "completed":
-            raise AvmlError(f"experiment {self.name!r} is completed: nothing to resume")
         self.files.clear_stop()
         self._process = start_driver(self.workspace, self.name, resume=True)
         return self

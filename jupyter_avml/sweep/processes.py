@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jupyter_avml.runs.events import RunFinished, read_events
 from jupyter_avml.sweep.executor import (
     Assignment,
     ChildEvents,
@@ -55,6 +56,7 @@ class _Child:
     offset: int = 0
     reported: bool = False               # the worker wrote children/<id>.json: it has started the child
     stop: tuple[str, str] | None = None  # (status, reason) asked
+    run_ended: bool = False              # its run's last event (RunFinished) was read
 
 
 class ProcessExecutor(Executor):
@@ -175,16 +177,23 @@ class ProcessExecutor(Executor):
             self._follow(child, reports)  # what it wrote before it exited
             del self.active[child_id]
             self._close_stdin(child.process)
+            if child.run_ended:  # its run ended and then its process, within one poll: as if released
+                self._log_late_exit(child, code)
+                continue
             reports.append(ChildExited(child_id, code, describe_exit(code), self._exit_error(child, code)))
         for child in list(self.finishing):
             code = child.process.poll()
             if code is not None:
                 self.finishing.remove(child)
                 self._close_stdin(child.process)
-                if code != 0:
-                    log.warning("child %d: %s after its run ended (%s)", child.assignment.child, describe_exit(code),
-                                tail_lines(self.folder.child_log(child.assignment.child), 3))
+                self._log_late_exit(child, code)
         return reports
+
+    def _log_late_exit(self, child: _Child, code: int) -> None:
+        """A process that fails after its run ended loses nothing, but is worth a line in the log."""
+        if code != 0:
+            log.warning("child %d: %s after its run ended (%s)", child.assignment.child, describe_exit(code),
+                        tail_lines(self.folder.child_log(child.assignment.child), 3))
 
     def _follow(self, child: _Child, reports: list[Report]) -> None:
         child_id = child.assignment.child
@@ -201,10 +210,9 @@ class ProcessExecutor(Executor):
             events, child.offset = self._tail(child)
             if events:
                 reports.append(ChildEvents(child_id, events))
+                child.run_ended = child.run_ended or any(isinstance(e, RunFinished) for e in events)
 
     def _tail(self, child: _Child) -> tuple[list, int]:
-        from jupyter_avml.training.events import read_events
-
         path = self.workspace.run_dir(child.run_id) / "events.jsonl"
 
         def skip(line: bytes, exc: Exception) -> None:

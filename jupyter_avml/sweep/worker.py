@@ -34,7 +34,6 @@ import sys
 import threading
 import time
 import traceback
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,19 +65,6 @@ def die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
-@contextmanager
-def tracking_store_lock(workspace: str | os.PathLike):
-    """Serialise the first opening of the workspace's tracking store across processes.
-
-    Opening a new SQLite store creates its tables (MLflow's migrations); a driver and its warm spares that
-    start together would otherwise run them concurrently on one file.
-    """
-    from jupyter_avml.fileio import exclusive_lock
-
-    with exclusive_lock(Path(workspace) / ".tracking-store.lock"):
-        yield
-
-
 def warm_up(workspace: str, tracking_uri: str | None) -> None:
     """Import what a training needs and open the tracking store, so a child starts in well under a second."""
     import matplotlib
@@ -96,10 +82,9 @@ def warm_up(workspace: str, tracking_uri: str | None) -> None:
     import jupyter_avml.training.run  # noqa: F401
     from jupyter_avml.tracking.store import Tracker
 
-    # MLflow caches its store per URI: creating it now spares the child the SQLAlchemy set-up.
-    with tracking_store_lock(workspace):
-        tracker = Tracker(workspace, tracking_uri)
-        tracker.client.search_experiments(max_results=1)
+    # MLflow caches its store per URI: creating it now spares the child the SQLAlchemy set-up (the Tracker
+    # serialises the store's creation across processes itself).
+    Tracker(workspace, tracking_uri).client.search_experiments(max_results=1)
 
 
 class _Reporter:

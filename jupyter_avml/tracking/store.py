@@ -8,17 +8,25 @@ share one name.
 Params = the resolved configuration; metrics per epoch (step = epoch); tags: task, model_name, status
 (``avml.status``: running, completed, stopped, early_terminated, failed) and, for sweep children, the
 parent run (``mlflow.parentRunId``).
+
+Opening a new SQLite store creates its tables (MLflow's migrations); processes that open a fresh workspace
+at once (three ``avml train``, a sweep's workers) would run them concurrently on one file and fail ("table
+experiments already exists"). Every ``Tracker`` therefore opens a SQLite store the first time in its process
+under ``fileio.exclusive_lock`` on ``<workspace>/.mlflow-store.lock``. (A lock file of its own: a caller that
+still holds the sweep's older ``.tracking-store.lock`` around a ``Tracker`` must not wait on itself, since two
+``flock`` locks on one file conflict even within a process.)
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from jupyter_avml.training.events import EpochMetrics, Event, RunFinished, RunStarted
+from jupyter_avml.runs.events import EpochMetrics, Event, RunFinished, RunStarted
 from jupyter_avml.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -27,6 +35,11 @@ DEFAULT_EXPERIMENT = "avml-runs"
 STATUS_TAG = "avml.status"
 MLFLOW_STATUS = {"completed": "FINISHED", "stopped": "KILLED", "early_terminated": "KILLED", "failed": "FAILED",
                  "running": "RUNNING"}
+STORE_LOCK = ".mlflow-store.lock"
+
+# Store URIs this process has opened (their tables exist): later Trackers skip the lock.
+_opened: set[str] = set()
+_opened_lock = threading.Lock()
 
 
 def default_tracking_uri(workspace: Workspace) -> str:
@@ -43,12 +56,29 @@ class Tracker:
     def __init__(self, workspace: Workspace | str | None = None, tracking_uri: str | None = None):
         self.workspace = Workspace.resolve(workspace)
         self.uri = resolve_tracking_uri(self.workspace, tracking_uri)
-        if self.uri.startswith("sqlite:///"):
-            Path(self.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         _quiet_mlflow_logs()
+        self.client = self._open_client()
+
+    def _open_client(self):
+        """The client of the store; a SQLite store's tables are created one process at a time (module docstring)."""
         from mlflow import MlflowClient
 
-        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        if not self.uri.startswith("sqlite:///"):
+            return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        from jupyter_avml.fileio import exclusive_lock
+
+        with _opened_lock:
+            if self.uri in _opened:
+                return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+            Path(self.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            with exclusive_lock(self.workspace.root / STORE_LOCK):
+                # MLflow creates (and migrates) the tracking and registry stores when the client and its first
+                # queries open them: all of it under the lock.
+                client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+                client.search_experiments(max_results=1)
+                client.search_registered_models(max_results=1)
+            _opened.add(self.uri)
+            return client
 
     # -- experiments and runs ---------------------------------------------------------------------------
     def experiment_id(self, name: str = DEFAULT_EXPERIMENT) -> str:

@@ -17,7 +17,8 @@ a class weight is ``N / (C * count)`` (multi-class cross-entropy ``weight``) or 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,10 +28,9 @@ from jupyter_avml.config import AutoMLImageConfig
 from jupyter_avml.data.images import load_image
 from jupyter_avml.data.records import ImageRecord
 from jupyter_avml.metrics.result import MetricsResult
+from jupyter_avml.models.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform  # noqa: F401  (re-export)
 from jupyter_avml.training.recipe import Recipe
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 TRAIN_CROP_SCALE = (0.08, 1.0)  # torchvision's (and timm's) default area range
 IMAGE_CACHE_BYTES = 1 << 30  # decoded images kept in memory per run (1 GiB of RGB pixels)
 
@@ -44,18 +44,6 @@ def train_transform(crop_size: int, mean: Sequence[float], std: Sequence[float])
         v2.RandomResizedCrop(crop_size, scale=TRAIN_CROP_SCALE, antialias=True),
         v2.RandomHorizontalFlip(),
         v2.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1),
-        v2.PILToTensor(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean, std),
-    ])
-
-
-def eval_transform(resize_size: int, crop_size: int, mean: Sequence[float], std: Sequence[float]):
-    from torchvision.transforms import v2
-
-    return v2.Compose([
-        v2.Resize(resize_size, antialias=True),
-        v2.CenterCrop(crop_size),
         v2.PILToTensor(),
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(mean, std),

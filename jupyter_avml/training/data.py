@@ -31,7 +31,7 @@ class RunData:
 def resolve_data_path(value: str, workspace: Workspace) -> Path:
     """A JSONL path, or ``dataset:NAME[:VERSION]`` of the workspace's dataset registry."""
     if value.startswith("dataset:"):
-        from jupyter_avml.data.registry import resolve_dataset_reference
+        from jupyter_avml.data.dataset_registry import resolve_dataset_reference
 
         return Path(resolve_dataset_reference(value, workspace=workspace))
     return Path(value).expanduser().resolve()

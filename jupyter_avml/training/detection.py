@@ -17,7 +17,7 @@ flip; the crop rule is documented there). Normalisation and resizing to ``min_si
 the detector's ``GeneralizedRCNNTransform``, for training, validation and inference alike (see
 ``detection_transforms``). Batches are lists: ``(list of [3, H, W] images, list of target dicts)``.
 With ``tile_grid_size``, each training image gives the full image plus each of its tiles as separate samples,
-and validation merges full-image and tile predictions (``jupyter_avml.inference.tiling``: rules and cost).
+and validation merges full-image and tile predictions (``jupyter_avml.models.tiling``: rules and cost).
 
 Region sampling
 ---------------
@@ -46,8 +46,9 @@ carry a ``box_`` prefix.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,13 +58,13 @@ from jupyter_avml.config import AutoMLImageConfig
 from jupyter_avml.data.records import ImageRecord
 from jupyter_avml.metrics.detection import ImagePredictions, ImageTargets
 from jupyter_avml.metrics.result import MetricsResult
+from jupyter_avml.models.transforms import MASK_THRESHOLD
 from jupyter_avml.training.classification import IMAGE_CACHE_BYTES, DecodedImageCache
 from jupyter_avml.training.recipe import Recipe
 
 EVAL_SCORE_THRESH = 0.001
 ROI_SAMPLES_PER_IMAGE = 128
 """Regions per image that train the box (and mask) head of Faster/Mask R-CNN (torchvision's default: 512)."""
-MASK_THRESHOLD = 0.5  # Mask R-CNN mask probabilities -> binary masks (metrics and predicted polygons)
 
 
 # -- targets -----------------------------------------------------------------------------------------------
@@ -95,7 +96,7 @@ def record_targets(record: ImageRecord, width: int, height: int, class_index: di
 
 def collate_lists(batch: Sequence[tuple]) -> tuple[list, ...]:
     """Detection batches are lists (images differ in size): ``[(a, b), (c, d)] -> ([a, c], [b, d])``."""
-    return tuple(list(items) for items in zip(*batch))
+    return tuple(list(items) for items in zip(*batch, strict=True))
 
 
 class DetectionTrainingSet(Dataset):
@@ -104,7 +105,7 @@ class DetectionTrainingSet(Dataset):
     The target holds ``boxes`` (``float32 [N, 4]`` xyxy pixels of the returned image), ``labels``
     (``int64 [N]``, 1..C) and, for Mask R-CNN, ``masks`` (``uint8 [N, H, W]``). With ``grid``, sample
     ``i`` is tile ``i % (1 + tiles) - 1`` of record ``i // (1 + tiles)`` (-1: the full image), its boxes cut by
-    ``inference.tiling.cut_targets_to_tile``.
+    ``models.tiling.cut_targets_to_tile``.
     """
 
     def __init__(self, records: list[ImageRecord], class_names: list[str], *, with_masks: bool, transform,
@@ -135,7 +136,7 @@ class DetectionTrainingSet(Dataset):
         boxes, labels = found["boxes"], found["classes"] + 1
         masks = found.get("masks")
         if tile_index >= 0:
-            from jupyter_avml.inference.tiling import cut_targets_to_tile, tile_boxes
+            from jupyter_avml.models.tiling import cut_targets_to_tile, tile_boxes
 
             tile = tile_boxes(width, height, self.grid, self.overlap)[tile_index]
             x0, y0, x1, y1 = tile
@@ -169,7 +170,7 @@ class DetectionValidationSet(Dataset):
         return len(self.records)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ImageTargets]:
-        from jupyter_avml.training.detection_transforms import to_model_input
+        from jupyter_avml.models.transforms import to_model_input
 
         pil = self.cache.get(self.records[i].path)
         width, height = pil.size
@@ -218,10 +219,11 @@ class DetectionRecipe(Recipe):
                                               overlap=config.tile_overlap_ratio)
         self.valid_set = DetectionValidationSet(valid_records, class_names, with_masks=self.with_masks,
                                                 cache=cache)
+        self._batchnorm_eps: float | None = None
 
     # -- model ----------------------------------------------------------------------------------------
     def build_model(self) -> torch.nn.Module:
-        from jupyter_avml.models.detection import build_detector
+        from jupyter_avml.models.detection import batchnorm_eps, build_detector
 
         config = self.config
         model = build_detector(config.model_spec, len(self.class_names), pretrained=bool(config.pretrained),
@@ -231,7 +233,12 @@ class DetectionRecipe(Recipe):
                                box_detections_per_img=config.box_detections_per_img)
         if hasattr(model, "roi_heads"):  # training-only: inference and the saved weights are unaffected
             model.roi_heads.fg_bg_sampler.batch_size_per_image = ROI_SAMPLES_PER_IMAGE
+        self._batchnorm_eps = batchnorm_eps(model)
         return model
+
+    def export_extra(self) -> dict:
+        """The facts the predictor must not recompute: the backbone's BatchNorm epsilon (0 after COCO v1 weights)."""
+        return {"detector": {"batchnorm_eps": self._batchnorm_eps}}
 
     # -- data -----------------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset, batch_size: int, *, shuffle: bool, epoch: int = 0) -> DataLoader:
@@ -256,7 +263,7 @@ class DetectionRecipe(Recipe):
     # -- evaluation -----------------------------------------------------------------------------------
     def predict(self, model, images: list[torch.Tensor], device) -> list[dict[str, torch.Tensor]]:
         """Model outputs for validation images (tiled and merged when ``tile_grid_size`` is set)."""
-        from jupyter_avml.inference.tiling import predict_images
+        from jupyter_avml.models.tiling import predict_images
 
         config = self.config
         return predict_images(model, [image.to(device, non_blocking=True) for image in images], grid=self.grid,
@@ -272,7 +279,7 @@ class DetectionRecipe(Recipe):
         predictions: list[ImagePredictions] = []
         with score_threshold(model, threshold):
             for images, image_targets in loader:
-                for output, target in zip(self.predict(model, images, device), image_targets):
+                for output, target in zip(self.predict(model, images, device), image_targets, strict=True):
                     predictions.append(to_image_predictions(output))
                     targets.append(target)
         return self.metrics(targets, predictions)

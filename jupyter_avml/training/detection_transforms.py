@@ -29,7 +29,7 @@ Normalisation and resizing are the detector's own first step, not repeated here:
 ``min_size``/``max_size`` and the ImageNet mean/std) normalises each image and resizes it so that its
 shorter side is ``min_size`` unless its longer side would exceed ``max_size``, and maps the predicted boxes
 back to the input's pixels. Validation and inference feed the image as it is (steps 1 and 5 only:
-``to_model_input``), so they get exactly that "normalisation, resize".
+``models.transforms.to_model_input``), so they get exactly that "normalisation, resize".
 
 Randomness comes from torch's global generator, which the engine seeds from ``(seed, epoch)`` before every
 epoch; with DataLoader workers, each worker's seed derives from the seeded loader generator.
@@ -43,7 +43,8 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
+from jupyter_avml.models.transforms import IMAGENET_MEAN, to_model_input  # noqa: F401  (re-export)
+
 IMAGENET_MEAN_UINT8 = tuple(round(255 * m) for m in IMAGENET_MEAN)
 CROP_PROBABILITY = 0.5
 ZOOM_OUT_PROBABILITY = 0.5
@@ -84,10 +85,3 @@ def train_transform() -> v2.Compose:
         v2.ClampBoundingBoxes(),
         v2.SanitizeBoundingBoxes(min_size=MIN_BOX_SIDE),
     ])
-
-
-def to_model_input(image) -> torch.Tensor:
-    """A PIL RGB image (or ``uint8 [3, H, W]`` tensor) as the ``float32 [3, H, W]`` [0, 1] tensor detectors take."""
-    from torchvision.transforms.v2 import functional as F
-
-    return F.to_dtype(F.to_image(image), torch.float32, scale=True).as_subclass(torch.Tensor)

@@ -13,7 +13,7 @@ Schedules are stepped once per optimizer update (after ``grad_accumulation_step`
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 

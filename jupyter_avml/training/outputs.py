@@ -10,30 +10,33 @@
 
 from __future__ import annotations
 
-import json
-import math
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
+from jupyter_avml.fileio import atomic_write, atomic_write_json, atomic_write_text
 from jupyter_avml.metrics.result import MetricsResult
+from jupyter_avml.runs.folder import jsonable
+from jupyter_avml.workspace import Workspace
 
 
 def write_json(path: Path, data: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_jsonable(data), indent=2), encoding="utf-8")
-    return path
+    return atomic_write_json(path, jsonable(data), indent=2)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item"):
-        return _jsonable(value.item())
-    return value
+def confine_matplotlib(workspace: str | os.PathLike | Workspace | None) -> bool:
+    """Keep matplotlib's configuration and font cache in ``<workspace>/cache/matplotlib`` instead of HOME.
+
+    For the entry points of processes jupyter_avml owns (the CLI, sweep workers): matplotlib reads
+    ``MPLCONFIGDIR`` once, at its import, so this must run before anything imports it. Library code never calls
+    it (a user's process and its matplotlib settings are the user's). Returns whether it took effect (not when
+    matplotlib is already imported or ``MPLCONFIGDIR`` is already set).
+    """
+    if "matplotlib" in sys.modules or os.environ.get("MPLCONFIGDIR"):
+        return False
+    os.environ["MPLCONFIGDIR"] = str(Workspace.resolve(workspace).ensure("cache", "matplotlib"))
+    return True
 
 
 def write_run_outputs(outputs_dir: Path, *, class_names: list[str], primary_metric: str,
@@ -51,7 +54,7 @@ def write_run_outputs(outputs_dir: Path, *, class_names: list[str], primary_metr
             "per_epoch": history,
         }),
     }
-    (outputs_dir / "config.yaml").write_text(config_yaml, encoding="utf-8")
+    atomic_write_text(outputs_dir / "config.yaml", config_yaml)
     files["config"] = outputs_dir / "config.yaml"
     if best is not None and best.confusion_matrix is not None:
         files["confusion_matrix"] = write_json(outputs_dir / "confusion_matrix.json",
@@ -128,6 +131,8 @@ def pr_curves_figure(curves: dict[str, dict[str, list[float]]]):
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda handle: fig.savefig(handle, format="png"))
+    finally:
+        plt.close(fig)
     return path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from jupyter_avml.training.events import BatchProgress, EpochMetrics, EpochStarted, Event, RunFinished, RunStarted
+from jupyter_avml.runs.events import BatchProgress, EpochMetrics, EpochStarted, Event, RunFinished, RunStarted
 
 
 class ProgressBar:

@@ -10,7 +10,8 @@ run level instead (see ``training.yolo``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 

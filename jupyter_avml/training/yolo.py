@@ -1,17 +1,19 @@
 """YOLOv5 training through ultralytics' own trainer, reporting like the torch engine.
 
 ``YoloRunner(config, data, run_id=, run_dir=, callbacks=, stop_signal=).fit(resume)`` trains the YOLOv5u model
-of ``models.yolo.build_yolo`` with a subclass of ultralytics' ``DetectionTrainer``: mosaic, random affine,
-HSV jitter, flips, letterboxing, the loss, EMA weights and AMP are ultralytics'; the hyperparameters, the
-schedule, the evaluation, best-model selection, early stopping, stop requests, events, checkpoints and
-``outputs/model.pt`` are ours, with the engine's semantics (``training.engine``).
+of ``models.yolo.build_yolo`` with a subclass of ultralytics' ``DetectionTrainer`` (``models.ultralytics_adapter
+.trainer``, where every ultralytics internal we use is named and checked): mosaic, random affine, HSV jitter,
+flips, letterboxing, the loss, EMA weights and AMP are ultralytics'; the hyperparameters, the schedule and the
+evaluation are ours, and best-model selection, early stopping, stop requests, events, checkpoints and
+``outputs/model.pt`` are recorded by the same ``bookkeeping.RunBookkeeper`` as the torch engine's.
 
 The data goes through ``data.yolo_layout``: the records become images + ``labels/*.txt`` + ``data.yaml``
 under ``<workspace>/cache/yolo/<digest>`` (reused by later runs on the same data). ultralytics' own files
 (``args.yaml``, ``results.csv``, ``weights/last.pt`` and ``best.pt``, in its format) stay in
 ``<run>/ultralytics``; with ``prepare_ultralytics`` nothing is written outside the workspace and nothing
 goes to the network (no settings in HOME, no font download: we give the trainer its dataset dictionary
-ourselves instead of ultralytics' ``check_det_dataset``, which fetches Arial.ttf; no AMP-check download).
+ourselves instead of ultralytics' ``check_det_dataset``, which fetches Arial.ttf; no AMP-check download: the
+trainer subclass keeps ultralytics' ``check_amp`` out of its set-up).
 
 Hyperparameters (ours -> ultralytics' argument, explicit in ``ultralytics_overrides``)
 -------------------------------------------------------------------------------------
@@ -21,7 +23,7 @@ ours                               ultralytics
 number_of_epochs                   ``epochs``
 training_batch_size                ``batch``
 img_size                           ``imgsz`` (ultralytics rounds it up to a multiple of 32; so do evaluation
-                                   and inference, ``inference.yolo.network_size``)
+                                   and inference, ``ultralytics_adapter.predict.network_size``)
 learning_rate                      ``lr0``: the base of OUR schedule (below)
 optimizer sgd / adam / adamw       ``optimizer`` ``SGD`` / ``Adam`` / ``AdamW``, never ``auto`` (which replaces
                                    lr0 and momentum). The optimizer is built by ``build_yolo_optimizer``
@@ -64,8 +66,8 @@ warmup_cosine_lr_warmup_epochs     is counted in batches: the update whose first
                                    No warm-up epochs (or the ``step`` scheduler): no bias warm-up
 multi_scale 0 / 1                  ``multi_scale`` 0.0 / 0.5 (+/-50 % of imgsz)
 early_stopping, _patience, _delay  ``patience=0`` (ultralytics' stopper off: it counts epochs and has no
-                                   delay); OUR rule (the engine's ``_track_best``/``_should_stop_early``,
-                                   counted in evaluations) sets the trainer's ``stop`` flag
+                                   delay); OUR rule (``bookkeeping.early_stopping_decision``, counted in
+                                   evaluations) sets the trainer's ``stop`` flag
 layers_to_freeze                   ``freeze`` = N: ultralytics freezes ``model.0.`` ... ``model.{N-1}.``
                                    (the spec's yolov5 backbone groups; it also always freezes ``.dfl``,
                                    a fixed projection, and keeps frozen BatchNorm layers in eval mode)
@@ -96,15 +98,15 @@ Evaluation, best model, early stopping
 --------------------------------------
 ``validate`` (which ultralytics calls after every epoch) runs OUR evaluation when the epoch is due
 (every ``evaluation_frequency`` epochs and the last one): the EMA weights -- those ultralytics validates and
-deploys -- predict the validation records through ``inference.yolo.detect_images`` (the predictor's path:
+deploys -- predict the validation records through ``ultralytics_adapter.predict.detect_images`` (the predictor's path:
 letterbox to img_size, NMS at ``box_iou_thresh`` with ``conf=0.001`` and one box per class above it, as
 ultralytics validates), and ``metrics.detection_metrics`` scores them against the records (crowd boxes
 included, with our crowd rule) with ``validation_metric_type``; precision and recall count the detections
 scoring at least ``box_score_thresh``. So YOLO and the torchvision detectors are compared by the same
 numbers. Our primary value is returned as ultralytics' fitness when it improves (None otherwise), so its
 ``best.pt`` is written at the same epochs as our ``outputs/model.pt``.
-An improved primary metric writes ``outputs/model.pt`` (the engine's ``_track_best``). After the epoch's
-events, the engine's early-stopping rule sets ``trainer.stop``.
+An improved primary metric writes ``outputs/model.pt`` (``RunBookkeeper.record_evaluation``). After the epoch's
+events, the bookkeeper's early-stopping decision sets ``trainer.stop``.
 
 Stop requests
 -------------
@@ -129,12 +131,9 @@ its accumulation count at the resumed epoch.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
 import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -143,11 +142,9 @@ import torch
 
 from jupyter_avml.config import AutoMLImageConfig
 from jupyter_avml.metrics.result import MetricsResult
-from jupyter_avml.training.checkpoint import atomic_save, cpu_state_dict, load_checkpoint, model_payload
-from jupyter_avml.training.engine import (LAST_CHECKPOINT, MODEL_FILE, Trainer, TrainerState, TrainResult,
-                                          _finite_or_none, resolve_device, seed_everything)
-from jupyter_avml.training.events import (BatchProgress, CallbackList, CheckpointSaved, EpochMetrics, EpochStarted,
-                                          RunStarted, StopSignal)
+from jupyter_avml.models.device import amp_dtype_for, resolve_device
+from jupyter_avml.runs.events import CallbackList, StopSignal
+from jupyter_avml.training.bookkeeping import RunBookkeeper, TrainerState, TrainResult
 from jupyter_avml.training.optim import lr_factor
 from jupyter_avml.workspace import Workspace
 
@@ -165,17 +162,10 @@ class _StopRun(Exception):
     """Raised from a batch callback to leave ultralytics' loop at once when a stop is requested."""
 
 
-def amp_dtype_for(config: AutoMLImageConfig, device: torch.device) -> torch.dtype | None:
-    """The engine's mixed-precision choice: bf16 where the GPU has it, else fp16; None off CUDA or when disabled."""
-    if device.type != "cuda" or not config.mixed_precision:
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 def ultralytics_overrides(config: AutoMLImageConfig, *, data_yaml: str | Path, run_dir: str | Path,
                           device: torch.device, model_file: str) -> dict[str, Any]:
     """ultralytics' training arguments for ``config`` (the mapping table of the module docstring)."""
-    amp = amp_dtype_for(config, device)
+    amp = amp_dtype_for(config.mixed_precision, device)
     if device.type == "cuda":
         ultralytics_device = str(device.index or 0)
     else:
@@ -267,67 +257,12 @@ class _Schedule:
                 group["lr"] += WARMUP_BIAS_LR * bias_warmup_left
 
 
-@functools.lru_cache(maxsize=1)
-def _trainer_class():
-    """ultralytics' DetectionTrainer with our data, optimizer, schedule and evaluation (imported lazily:
-    ultralytics may only be imported after ``prepare_ultralytics``)."""
-    from ultralytics.data.utils import check_class_names
-    from ultralytics.models.yolo.detect import DetectionTrainer
-    from ultralytics.utils.torch_utils import unwrap_model
-
-    class AvmlDetectionTrainer(DetectionTrainer):
-        def __init__(self, runner: YoloRunner, overrides: dict[str, Any]):
-            self.runner = runner  # before super().__init__, which calls get_dataset
-            super().__init__(overrides=overrides)
-
-        def get_dataset(self) -> dict[str, Any]:
-            # What check_det_dataset would return for our data.yaml, without its font download.
-            layout = self.runner.layout
-            names = check_class_names(dict(enumerate(layout.class_names)))
-            return {"yaml_file": str(layout.data_yaml), "path": layout.root, "names": names, "nc": len(names),
-                    "channels": 3, "train": str(layout.images_dir("train")), "val": str(layout.images_dir("val"))}
-
-        def build_optimizer(self, model, name="auto", lr=0.001, momentum=0.9, decay=1e-5, iterations=1e5):
-            return build_yolo_optimizer(unwrap_model(model), self.runner.config)
-
-        def _setup_scheduler(self):
-            self.lf = lambda epoch: 1.0  # read only by ultralytics' warm-up, which warmup_epochs=0 turns off
-            self.scheduler = _Schedule(self.optimizer, self.runner.lr_factors_now)
-
-        def optimizer_step(self):
-            super().optimizer_step()
-            self.runner.after_update(self)
-            self.scheduler.step()
-
-        def validate(self):
-            return self.runner.validate(self)
-
-        def final_eval(self):
-            """No ultralytics validation of best.pt: the best epoch's metrics are ours and already known."""
-
-    return AvmlDetectionTrainer
-
-
-@contextlib.contextmanager
-def _offline_amp_check():
-    """ultralytics checks fp16 AMP by downloading and running yolo26n.pt; the engine trusts torch's AMP, so do we."""
-    import ultralytics.engine.trainer as trainer_module
-
-    original = trainer_module.check_amp
-    trainer_module.check_amp = lambda model: True
-    try:
-        yield
-    finally:
-        trainer_module.check_amp = original
-
-
 class YoloRunner:
-    """Trains ``yolov5`` as configured and reports through ``callbacks`` (see the module docstring)."""
+    """Trains ``yolov5`` as configured and reports through ``callbacks`` (see the module docstring).
 
-    # The engine's rules, shared rather than restated: they read only ``config`` and ``maximize``.
-    _track_best = Trainer._track_best
-    _should_stop_early = Trainer._should_stop_early
-    _evaluation_due = Trainer._evaluation_due
+    The host of ``ultralytics_adapter.trainer``'s subclass: it gives ultralytics our optimizer, schedule and
+    evaluation, and records every epoch with the same ``RunBookkeeper`` as the torch engine.
+    """
 
     def __init__(self, config: AutoMLImageConfig, data, *, run_id: str, run_dir: Path,
                  callbacks: CallbackList | None = None, stop_signal: StopSignal | None = None):
@@ -335,53 +270,48 @@ class YoloRunner:
         self.data = data
         self.run_id = run_id
         self.run_dir = Path(run_dir)
-        self.callbacks = callbacks or CallbackList()
         self.stop_signal = stop_signal if stop_signal is not None else StopSignal()
         self.device = resolve_device(config.device)
-        self.amp_dtype = amp_dtype_for(config, self.device)
-        self.primary_metric = config.task_type.primary_metric
-        self.maximize = True
+        self.amp_dtype = amp_dtype_for(config.mixed_precision, self.device)
         self.class_names = list(data.class_names)
+        self.book = RunBookkeeper(config, run_id=run_id, run_dir=self.run_dir, callbacks=callbacks,
+                                  stop_signal=self.stop_signal, class_names=self.class_names,
+                                  model_facts=self._model_facts)
         self.layout = None
         self.trainer = None
-        self.state = TrainerState()
-        self.best_result: MetricsResult | None = None
-        self.last_result: MetricsResult | None = None
         self._checkpoint: dict | None = None
-        self._epoch_result: MetricsResult | None = None
-        self._epoch_is_best = False
         self._batch_index = -1
         self._next_batch = 0
         self._epoch_started = 0.0
         self._stop: tuple[str, str | None] | None = None  # (status, reason) decided at an epoch end
 
+    @property
+    def state(self) -> TrainerState:
+        return self.book.state
+
     # -- the run --------------------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> TrainResult:
         """Train (or continue from ``checkpoints/last.pt`` with ``resume``) and return the engine's ``TrainResult``."""
         if resume:
-            self._load_checkpoint()
+            self._checkpoint = self.book.load_last_checkpoint(expected_format=CHECKPOINT_FORMAT)
         trainer = self.build_trainer()
         if self.state.epochs_done >= self.config.number_of_epochs:
             # A resumed run that had already finished its epochs: nothing to train.
             trainer.model.load_state_dict(self._checkpoint["ema"])
-            self._emit_run_started()
-            return self._result("completed", None, trainer.model)
+            self.book.run_started()
+            return self.book.result("completed", None, self.book.finalize(trainer.model))
         status, reason = "completed", None
         try:
-            with _offline_amp_check():
-                trainer.train()
+            trainer.train()
         except _StopRun:
-            status, reason = self.stop_signal.status or "stopped", self.stop_signal.reason
+            status, reason = self.book.stop_request() or ("stopped", None)
             log.info("run %s %s at epoch %d, batch %d", self.run_id, status, self.state.epochs_done + 1,
                      self._batch_index + 1)
         finally:
-            for loader in (getattr(trainer, "train_loader", None), getattr(trainer, "test_loader", None)):
-                if hasattr(loader, "close"):
-                    loader.close()
+            trainer.close_loaders()
         if self._stop is not None:
             status, reason = self._stop
-        model = trainer.ema.ema if getattr(trainer, "ema", None) is not None else trainer.model
-        return self._result(status, reason, model)
+        return self.book.result(status, reason, self.book.finalize(trainer.evaluated_model))
 
     def build_trainer(self):
         """ultralytics' trainer for this run, with our data layout, model, arguments and callbacks (not started).
@@ -390,8 +320,10 @@ class YoloRunner:
         and the frozen parameters).
         """
         from jupyter_avml.data.yolo_layout import build_yolo_layout
-        from jupyter_avml.models.ultralytics_env import prepare_ultralytics
+        from jupyter_avml.models.ultralytics_adapter.environment import prepare_ultralytics
+        from jupyter_avml.models.ultralytics_adapter.trainer import trainer_class
         from jupyter_avml.models.yolo import build_yolo, yolo_model_file
+        from jupyter_avml.training.engine import seed_everything
 
         config = self.config
         workspace = self._workspace()
@@ -412,12 +344,11 @@ class YoloRunner:
         model_file = yolo_model_file(config.model_size, spec.backend)
         overrides = ultralytics_overrides(config, data_yaml=self.layout.data_yaml, run_dir=self.run_dir,
                                           device=self.device, model_file=model_file)
-        trainer = _trainer_class()(self, overrides)
+        trainer = trainer_class()(self, overrides, self.layout)
         torch.set_num_threads(threads)  # ultralytics' select_device resets the CPU thread count
         self.device = trainer.device  # the same device, with the index ultralytics resolved ("cuda" -> cuda:0)
         trainer.model = yolo.model
-        for event, callback in (("on_pretrain_routine_end", self._on_setup_done),
-                                ("on_train_start", lambda _: self._emit_run_started()),
+        for event, callback in (("on_train_start", lambda _: self.book.run_started()),
                                 ("on_train_epoch_start", self._on_epoch_start),
                                 ("on_train_batch_start", self._on_batch_start),
                                 ("on_train_batch_end", self._on_batch_end),
@@ -427,117 +358,32 @@ class YoloRunner:
         self.trainer = trainer
         return trainer
 
-    def _load_checkpoint(self) -> None:
-        path = self.run_dir / LAST_CHECKPOINT
-        self._checkpoint = load_checkpoint(path)
-        if self._checkpoint.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path} is not a yolov5 run checkpoint (format {self._checkpoint.get('format')!r})")
-        self.state = TrainerState(**self._checkpoint["trainer_state"])
-        saved_best = self._checkpoint.get("best_result")
-        self.best_result = MetricsResult.from_dict(saved_best) if saved_best else None
-        log.info("resuming after epoch %d from %s", self.state.epochs_done, path)
-
     def _workspace(self) -> Workspace:
         """The workspace of the run folder (``<workspace>/runs/<run_id>``), else the configured one."""
         if self.run_dir.parent.name == "runs":
             return Workspace(self.run_dir.parent.parent.absolute())
         return Workspace.resolve(self.config.workspace)
 
-    def _result(self, status: str, reason: str | None, model: torch.nn.Module) -> TrainResult:
-        return TrainResult(status, self.state, self.best_result, self.last_result,
-                           self._finalize_model(model), reason)
+    # -- the trainer's host (ultralytics_adapter.trainer.TrainerHost) ----------------------------------
+    def build_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        return build_yolo_optimizer(model, self.config)
 
-    # -- ultralytics callbacks -------------------------------------------------------------------------
-    def _on_setup_done(self, trainer) -> None:
+    def make_schedule(self, optimizer: torch.optim.Optimizer) -> _Schedule:
+        return _Schedule(optimizer, self.lr_factors_now)
+
+    def after_setup(self, trainer) -> None:
         """After ultralytics built the model, optimizer, EMA and loaders: restore a checkpoint when resuming."""
-        nb = len(trainer.train_loader)
         if self._checkpoint is not None:
-            from ultralytics.utils.torch_utils import unwrap_model
-
-            checkpoint = self._checkpoint
-            unwrap_model(trainer.model).load_state_dict(checkpoint["model"])
-            trainer.ema.ema.load_state_dict(checkpoint["ema"])
-            trainer.ema.updates = int(checkpoint["ema_updates"])
-            trainer.optimizer.load_state_dict(checkpoint["optimizer"])
-            if trainer.scaler.is_enabled() and checkpoint.get("scaler"):
-                trainer.scaler.load_state_dict(checkpoint["scaler"])
-            trainer.start_epoch = self.state.epochs_done
-            dataset = trainer.train_loader.dataset
-            if hasattr(dataset, "buffer"):
-                # Replaying the loads rebuilds the same buffer (and the images it keeps in memory).
-                dataset.buffer.clear()
-                for index in checkpoint.get("mosaic_buffer", []):
-                    dataset.load_image(int(index))
+            trainer.restore(self._checkpoint, self.state.epochs_done)
             self._checkpoint = None
-        trainer.best_fitness = self.state.best_value
-        self._next_batch = self.state.epochs_done * nb
+        trainer.set_best_fitness(self.state.best_value)
+        self._next_batch = self.state.epochs_done * trainer.batches_per_epoch
         trainer.scheduler.step()
 
-    def _on_epoch_start(self, trainer) -> None:
-        epoch = trainer.epoch
-        seed_everything(self.config.seed, epoch + 1)
-        loader = trainer.train_loader
-        if loader.num_workers == 0:
-            # A fresh iterator and a reseeded shuffle: the epoch's order depends on (seed, epoch) only.
-            loader.reset()
-            loader.generator.manual_seed(torch.initial_seed())
-        self._batch_index = -1
-        self._epoch_started = time.perf_counter()
-        self.callbacks.on_event(EpochStarted(self.run_id, epoch=epoch + 1,
-                                             number_of_epochs=self.config.number_of_epochs))
-
-    def _on_batch_start(self, trainer) -> None:
-        self._batch_index += 1
-
-    def _on_batch_end(self, trainer) -> None:
-        epoch, index, num_batches = trainer.epoch, self._batch_index, len(trainer.train_loader)
-        loss = trainer.loss.detach()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss is {loss.item()} at epoch {epoch + 1}, batch {index + 1}: lower learning_rate "
-                f"(now {self.config.learning_rate}) or check the data")
-        if (index + 1) % self.config.log_every_n_batches == 0 or index + 1 == num_batches:
-            self.callbacks.on_event(BatchProgress(self.run_id, epoch=epoch + 1, batch=index + 1,
-                                                  num_batches=num_batches, loss=_items_sum(trainer.loss_items)))
-        if self.stop_signal:
-            raise _StopRun()
-
-    def _on_train_epoch_end(self, trainer) -> None:
-        self.state.epochs_done = trainer.epoch + 1
-
-    def _on_epoch_end(self, trainer) -> None:
-        """After ultralytics' validation (ours) and save: history, checkpoints, the epoch event, stop decisions."""
-        config, state, epoch = self.config, self.state, trainer.epoch
-        result = self._epoch_result
-        entry = {"epoch": epoch + 1, "train_loss": _items_sum(trainer.tloss),
-                 "learning_rate": trainer.optimizer.param_groups[0]["lr"],
-                 "metrics": dict(result.scalars) if result else {}}
-        state.history.append(entry)
-        if config.checkpoint_frequency and (epoch + 1) % config.checkpoint_frequency == 0:
-            path = atomic_save(self._payload(trainer.ema.ema, result, epoch + 1),
-                               self.run_dir / "checkpoints" / f"epoch_{epoch + 1:03d}.pt")
-            self.callbacks.on_event(CheckpointSaved(self.run_id, epoch=epoch + 1, path=str(path), best=False))
-        self._save_last(trainer)
-        self.callbacks.on_event(EpochMetrics(
-            self.run_id, epoch=epoch + 1, train_loss=entry["train_loss"], learning_rate=entry["learning_rate"],
-            metrics=entry["metrics"], primary_metric=self.primary_metric,
-            primary_value=_finite_or_none(result.primary_value) if result else None, is_best=self._epoch_is_best,
-            seconds=time.perf_counter() - self._epoch_started))
-        if result is not None and self._should_stop_early(state):
-            reason = (f"early stopping: {self.primary_metric} did not improve for "
-                      f"{state.evaluations_without_improvement} evaluations")
-            log.info(reason)
-            self._stop = ("completed", reason)
-            trainer.stop = True
-        elif self.stop_signal:  # a request that arrived during evaluation
-            self._stop = (self.stop_signal.status or "stopped", self.stop_signal.reason)
-            trainer.stop = True
-
-    # -- schedule and evaluation (called by the trainer subclass) -------------------------------------
     def lr_factors_now(self) -> tuple[float, float]:
         """For the next optimizer update (its first batch is global batch ``_next_batch``): our schedule's
         factor, and the fraction of warmup_cosine's warm-up still to go (0 after it, and for ``step``)."""
-        batches_per_epoch = len(self.trainer.train_loader) if self.trainer is not None else 1
+        batches_per_epoch = self.trainer.batches_per_epoch if self.trainer is not None else 1
         config = self.config
         warmup = 0
         if config.lr_scheduler == "warmup_cosine":
@@ -547,37 +393,33 @@ class YoloRunner:
 
     def after_update(self, trainer) -> None:
         self.state.updates_done += 1
-        self._next_batch = trainer.epoch * len(trainer.train_loader) + self._batch_index + 1
+        self._next_batch = trainer.epoch * trainer.batches_per_epoch + self._batch_index + 1
 
     def validate(self, trainer) -> tuple[dict[str, float], float | None]:
         """ultralytics' ``validate``: our evaluation when due; returns (results.csv metrics, fitness)."""
-        epoch = trainer.epoch
-        self._epoch_result, self._epoch_is_best = None, False
-        if self._evaluation_due(epoch):
-            result = self.evaluate(trainer.ema.ema)
-            self.last_result = self._epoch_result = result
-            self._epoch_is_best = self._track_best(result, self.state)
-            if self._epoch_is_best:
-                self.best_result = result
-                path = atomic_save(self._payload(trainer.ema.ema, result, epoch + 1), self.run_dir / MODEL_FILE)
-                self.callbacks.on_event(CheckpointSaved(self.run_id, epoch=epoch + 1, path=str(path), best=True))
-        trainer.best_fitness = self.state.best_value
-        result = self._epoch_result
+        epoch, book = trainer.epoch, self.book
+        is_best = False
+        if book.evaluation_due(epoch):
+            model = trainer.evaluated_model
+            is_best = book.record_evaluation(self.evaluate(model), model, epoch + 1)
+        trainer.set_best_fitness(self.state.best_value)
+        result = book.epoch_result
         metrics = {f"metrics/{name}": float(result.scalars.get(name, math.nan)) if result else math.nan
                    for name in ("precision", "recall", "mean_average_precision")}
         # ultralytics writes best.pt when its fitness equals its best: give it a fitness only when ours improved.
-        return metrics, (self.state.best_value if self._epoch_is_best else None)
+        return metrics, (self.state.best_value if is_best else None)
 
     def evaluate(self, model: torch.nn.Module) -> MetricsResult:
         """Detection metrics of ``model`` (a ``DetectionModel``) on the validation records."""
         from jupyter_avml.data.images import load_image
-        from jupyter_avml.inference.yolo import detect_images, network_size
         from jupyter_avml.metrics.detection import ImagePredictions, detection_metrics
+        from jupyter_avml.models.ultralytics_adapter.network import model_stride
+        from jupyter_avml.models.ultralytics_adapter.predict import detect_images, network_size
 
         config = self.config
         was_training = model.training
         model.eval()
-        size = network_size(config.img_size, int(max(model.stride.max().item(), 32)))
+        size = network_size(config.img_size, model_stride(model))
         class_index = {name: i for i, name in enumerate(self.class_names)}
         targets, predictions = [], []
         records = self.data.valid
@@ -586,68 +428,56 @@ class YoloRunner:
             images = [load_image(record.path) for record in chunk]
             detections = detect_images(model, images, size=size, conf=EVAL_CONF, iou=config.box_iou_thresh,
                                        device=self.device, multi_label=True, amp_dtype=self.amp_dtype)
-            for record, image, (boxes, scores, labels) in zip(chunk, images, detections):
+            for record, image, (boxes, scores, labels) in zip(chunk, images, detections, strict=True):
                 predictions.append(ImagePredictions(boxes=boxes, scores=scores, labels=labels))
                 targets.append(_targets(record, image.size, class_index))
         model.train(was_training)
         return detection_metrics(targets, predictions, self.class_names, metric_type=config.validation_metric_type,
                                  score_threshold=config.box_score_thresh, task=config.task_type.value)
 
+    # -- ultralytics callbacks -------------------------------------------------------------------------
+    def _on_epoch_start(self, trainer) -> None:
+        from jupyter_avml.training.engine import seed_everything
+
+        seed_everything(self.config.seed, trainer.epoch + 1)
+        trainer.start_epoch_loader(torch.initial_seed())
+        self._batch_index = -1
+        self._epoch_started = time.perf_counter()
+        self.book.epoch_started(trainer.epoch)
+
+    def _on_batch_start(self, trainer) -> None:
+        self._batch_index += 1
+
+    def _on_batch_end(self, trainer) -> None:
+        self.book.batch_done(trainer.epoch, self._batch_index, trainer.batches_per_epoch, trainer.batch_loss,
+                             reported_loss=trainer.batch_loss_items)
+        if self.stop_signal:
+            raise _StopRun()
+
+    def _on_train_epoch_end(self, trainer) -> None:
+        self.state.epochs_done = trainer.epoch + 1
+
+    def _on_epoch_end(self, trainer) -> None:
+        """After ultralytics' validation (ours) and save: history, checkpoints, the epoch event, stop decisions."""
+        decision = self.book.end_epoch(
+            epoch=trainer.epoch + 1, train_loss=trainer.epoch_loss, learning_rate=trainer.learning_rate,
+            model=trainer.evaluated_model, seconds=time.perf_counter() - self._epoch_started,
+            resumable_state=lambda: {"format": CHECKPOINT_FORMAT, **trainer.resumable_state()})
+        if decision is not None:
+            self._stop = decision
+            trainer.request_stop()
+
     # -- files -----------------------------------------------------------------------------------------
-    def _payload(self, model: torch.nn.Module, result: MetricsResult | None, epoch: int | None) -> dict:
-        from jupyter_avml.inference.yolo import network_size
+    def _model_facts(self, model: torch.nn.Module) -> dict[str, Any]:
+        """What the predictor needs besides the weights (saved in every model file)."""
+        from jupyter_avml.models.ultralytics_adapter.network import model_stride
+        from jupyter_avml.models.ultralytics_adapter.predict import network_size
         from jupyter_avml.models.yolo import yolo_model_file, yolo_scale
 
-        stride = int(max(model.stride.max().item(), 32))
-        return model_payload(
-            task=self.config.task_type.value, model_name=self.config.model_name, class_names=self.class_names,
-            config=self.config.to_dict(), state_dict=cpu_state_dict(model),
-            metrics=dict(result.scalars) if result else {}, epoch=epoch,
-            extra={"yolo": {"model_file": yolo_model_file(self.config.model_size, self.config.model_spec.backend),
-                            "scale": yolo_scale(self.config.model_size), "stride": stride,
-                            "network_size": network_size(self.config.img_size, stride)}})
-
-    def _save_last(self, trainer) -> None:
-        from ultralytics.utils.torch_utils import unwrap_model
-
-        dataset = trainer.train_loader.dataset
-        atomic_save({"format": CHECKPOINT_FORMAT,
-                     "model": cpu_state_dict(unwrap_model(trainer.model)),
-                     "ema": cpu_state_dict(trainer.ema.ema), "ema_updates": int(trainer.ema.updates),
-                     "optimizer": trainer.optimizer.state_dict(), "scaler": trainer.scaler.state_dict(),
-                     "trainer_state": asdict(self.state),
-                     "best_result": self.best_result.to_dict() if self.best_result else None,
-                     "mosaic_buffer": [int(i) for i in getattr(dataset, "buffer", [])]},
-                    self.run_dir / LAST_CHECKPOINT)
-
-    def _finalize_model(self, model: torch.nn.Module) -> Path | None:
-        """``outputs/model.pt`` holds the best evaluated epoch; without any metric, the last (EMA) weights."""
-        state = self.state
-        path = self.run_dir / MODEL_FILE
-        if state.best_epoch is not None and path.exists():
-            return path
-        if state.epochs_done == 0 and not state.history:
-            result, epoch = None, 0  # stopped before the first epoch ended: the weights so far, without metrics
-        else:
-            result, epoch = self.last_result, state.epochs_done
-        atomic_save(self._payload(model, result, epoch), path)
-        self.callbacks.on_event(CheckpointSaved(self.run_id, epoch=epoch, path=str(path), best=False))
-        return path
-
-    def _emit_run_started(self) -> None:
-        config = self.config
-        self.callbacks.on_event(RunStarted(
-            self.run_id, task=config.task_type.value, model_name=config.model_name, output_dir=str(self.run_dir),
-            number_of_epochs=config.number_of_epochs, config=config.to_dict(),
-            resumed_from_epoch=self.state.epochs_done))
-
-
-def _items_sum(items) -> float:
-    """The total of ultralytics' loss items (box + cls + dfl, per image), or NaN before any batch."""
-    if not items:
-        return float("nan")
-    values = items.values() if isinstance(items, dict) else items
-    return float(sum(float(v) for v in values))
+        stride = model_stride(model)
+        return {"yolo": {"model_file": yolo_model_file(self.config.model_size, self.config.model_spec.backend),
+                         "scale": yolo_scale(self.config.model_size), "stride": stride,
+                         "network_size": network_size(self.config.img_size, stride)}}
 
 
 def _targets(record, size: tuple[int, int], class_index: dict[str, int]):

@@ -48,24 +48,24 @@ def test_boxes_are_fractions_of_the_model_outputs_with_names_and_scores(tmp_path
     results = predictor.predict(images)
     model.roi_heads.score_thresh, model.roi_heads.detections_per_img = 0.0, 20
     model.eval()
-    from jupyter_avml.training.detection_transforms import to_model_input
+    from jupyter_avml.models.transforms import to_model_input
 
     with torch.inference_mode():
         expected = model([to_model_input(image) for image in images])
     assert len(results) == 2
-    for result, reference, image in zip(results, expected, images):
+    for result, reference, image in zip(results, expected, images, strict=True):
         assert set(result) == {"filename", "boxes"}
         assert len(result["boxes"]) == len(reference["boxes"]) > 0
         scores = [item["score"] for item in result["boxes"]]
         assert scores == sorted(scores, reverse=True)
         for item, box, score, label in zip(result["boxes"], reference["boxes"], reference["scores"],
-                                           reference["labels"]):
+                                           reference["labels"], strict=True):
             assert set(item) == {"box", "label", "score"}
             assert item["label"] == CLASSES[int(label) - 1]
             assert item["score"] == pytest.approx(float(score))
             scale = [image.width, image.height, image.width, image.height]
             got = [item["box"][k] for k in ("topX", "topY", "bottomX", "bottomY")]
-            assert got == pytest.approx([float(v) / s for v, s in zip(box, scale)], abs=1e-6)
+            assert got == pytest.approx([float(v) / s for v, s in zip(box, scale, strict=True)], abs=1e-6)
             assert all(0.0 <= v <= 1.0 for v in got)
 
 
@@ -114,3 +114,39 @@ def test_inference_settings_reach_the_rebuilt_model(tmp_path):
     assert model.transform.min_size == (48,) and model.transform.max_size == 72
     assert (model.score_thresh, model.nms_thresh, model.detections_per_img) == (0.2, 0.4, 7)
     assert not model.training
+
+
+def test_the_batchnorm_epsilon_comes_from_the_model_file_and_old_files_keep_the_old_rule(tmp_path):
+    """Training-time facts travel with the weights: the predictor reads the epsilon the backbone trained with."""
+    from jupyter_avml.inference.detection import saved_batchnorm_eps
+
+    path, _ = _saved_model(tmp_path, "fasterrcnn_resnet18_fpn", "image-object-detection")
+    payload = torch.load(path, weights_only=True)
+    atomic_save({**payload, "detector": {"batchnorm_eps": 0.0}}, path)
+    predictor = load_model(path, device="cpu")
+    norms = [m for m in predictor.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.eps == 0.0 for m in norms)
+
+    # A file written before the epsilon was recorded: build_detector's rule (pretrained=0 -> torch's 1e-5; the
+    # ResNet-50 detectors started from COCO v1 -> 0).
+    config = AutoMLImageConfig(task="image-object-detection", training_data="x.jsonl",
+                               model_name="fasterrcnn_resnet50_fpn")
+    assert saved_batchnorm_eps({}, config) == 0.0
+    assert saved_batchnorm_eps({}, config.replace(pretrained=0)) == 1e-5
+    assert saved_batchnorm_eps({"detector": {"batchnorm_eps": 1e-3}}, config) == 1e-3
+
+
+def test_a_detection_run_records_its_batchnorm_epsilon(tmp_path):
+    from jupyter_avml.training.detection import DetectionRecipe
+
+    config = AutoMLImageConfig(task="image-object-detection", training_data=str(tmp_path / "train.jsonl"),
+                               model_name="fasterrcnn_resnet18_fpn", pretrained=0, min_size=64, max_size=64)
+    recipe = DetectionRecipe(config, CLASSES, [], [])
+    model = recipe.build_model()
+    assert recipe.export_extra() == {"detector": {"batchnorm_eps": 1e-5}}
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.eps = 0.0
+    from jupyter_avml.models.detection import batchnorm_eps
+
+    assert batchnorm_eps(model) == 0.0

@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from jupyter_avml.inference.tiling import (MIN_VISIBLE_FRACTION, cut_targets_to_tile, merge_predictions,
-                                           predict_images, tile_boxes)
+from jupyter_avml.models.tiling import (
+    MIN_VISIBLE_FRACTION,
+    cut_targets_to_tile,
+    merge_predictions,
+    predict_images,
+    tile_boxes,
+)
 
 
 def test_a_3x2_grid_on_300x200_has_the_documented_coordinates():
@@ -31,11 +36,11 @@ def test_tiles_cover_the_image_overlap_by_the_ratio_and_end_flush(width, height,
     assert max(t[2] for t in tiles) == width and max(t[3] for t in tiles) == height
     first_row = tiles[:columns]
     first_column = tiles[::columns]
-    for a, b in zip(first_row, first_row[1:]):
+    for a, b in zip(first_row, first_row[1:], strict=False):
         size = a[2] - a[0]
         assert b[2] - b[0] == size  # equal tiles
         assert a[2] - b[0] >= overlap * size - 1  # neighbours overlap by the ratio (rounding: a pixel)
-    for a, b in zip(first_column, first_column[1:]):
+    for a, b in zip(first_column, first_column[1:], strict=False):
         assert a[3] - b[1] >= overlap * (a[3] - a[1]) - 1
 
 

@@ -68,7 +68,7 @@ def _rle(mask):
 def _reference(tmp_path, targets, predictions, iou_type):
     """pycocotools on json files written from the same arrays; returns (stats, per-class AP)."""
     images, anns, dets = [], [], []
-    for i, (t, p) in enumerate(zip(targets, predictions)):
+    for i, (t, p) in enumerate(zip(targets, predictions, strict=True)):
         images.append({"id": i + 1, "width": t.width, "height": t.height, "file_name": f"{i}.jpg"})
         for j, (x0, y0, x1, y1) in enumerate(t.boxes):
             ann = {"id": len(anns) + 1, "image_id": i + 1, "category_id": int(t.labels[j]) + 1,

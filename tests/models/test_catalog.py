@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from jupyter_avml.errors import ConfigError
-from jupyter_avml.models import ModelSpec, get_model_spec, list_models, register_model
+from jupyter_avml.models import ModelSpec, get_model_spec, list_models, register_model_spec
 from jupyter_avml.models.catalog import CLASSIFIER_BUILDER
 from jupyter_avml.tasks import ImageTask
 
@@ -129,7 +129,7 @@ def test_model_of_another_task_is_a_config_error(name, task):
 def test_duplicate_registration_raises_and_keeps_the_first():
     original = get_model_spec("resnet50")
     with pytest.raises(ValueError, match="already registered"):
-        register_model(replace(original, description="impostor"))
+        register_model_spec(replace(original, description="impostor"))
     assert get_model_spec("resnet50") is original
 
 
@@ -232,3 +232,56 @@ def test_classifier_layer_groups_cover_the_network_in_order_stem_first(name):
     # The first group is the stem: it holds the network's input convolution.
     assert owner[model.pretrained_cfg["first_conv"] + ".weight"] == 0
     assert owner[names[0]] == 0
+
+
+# -- the zoo loads the spec's models whatever was registered first --------------------------------------------
+_FIRST_REGISTRATION = """
+import json
+from jupyter_avml.models import ModelSpec, get_model_spec, list_models, register_model_spec
+from jupyter_avml.tasks import ImageTask
+
+report = dict()
+try:
+    register_model_spec(ModelSpec(name={name!r}, tasks=frozenset({{ImageTask.IMAGE_CLASSIFICATION}}), family="timm",
+                                  backend="resnet18.a1_in1k",
+                                  builder="jupyter_avml.models.classification:build_classifier"))
+except ValueError as exc:
+    report["error"] = str(exc)
+report["models"] = list_models()
+print(json.dumps(report))
+"""
+
+
+def _first_registration(name: str) -> dict:
+    """Register a model before anything else touches the zoo, in a fresh interpreter."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", _FIRST_REGISTRATION.format(name=name)], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(repo)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_registering_a_model_first_keeps_the_built_in_models():
+    report = _first_registration("my_resnet")
+    assert "error" not in report
+    assert report["models"][:len(SPEC_TASKS)] == list(SPEC_TASKS) or set(SPEC_TASKS) <= set(report["models"])
+    assert report["models"][-1] == "my_resnet" and len(report["models"]) == len(SPEC_TASKS) + len(EXTRA_TASKS) + 1
+
+
+def test_registering_a_built_in_name_first_is_a_duplicate_at_once():
+    report = _first_registration("resnet50")
+    assert "resnet50" in report["error"] and "already registered" in report["error"]
+    assert set(SPEC_TASKS) <= set(report["models"])
+
+
+def test_a_model_of_an_unknown_family_is_refused():
+    with pytest.raises(ValueError, match="unknown model family 'keras'"):
+        register_model_spec(ModelSpec(name="kerasnet", tasks=frozenset({MC}), family="keras", backend="x",
+                                      builder=CLASSIFIER_BUILDER))
+    assert "kerasnet" not in list_models()

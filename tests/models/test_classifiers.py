@@ -330,7 +330,8 @@ def _put_in_hub_cache(cache, backend: str, state_dict) -> None:
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)
     (repo / "snapshots" / commit).mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in state_dict.items()}, str(repo / "snapshots" / commit / "model.safetensors"))
+    save_file({k: v.contiguous() for k, v in state_dict.items()},
+              str(repo / "snapshots" / commit / "model.safetensors"))
 
 
 def test_offline_with_cached_weights_loads_them_from_the_cache(empty_hf_cache, monkeypatch):

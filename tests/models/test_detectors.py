@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import time
 import urllib.error
+import urllib.request
 
 import pytest
 import torch
@@ -52,7 +53,7 @@ def _batch(with_masks: bool):
                                                                          [60.0, 30.0, 124.0, 88.0]])]
     all_labels = [torch.tensor([1]), torch.tensor([3, 2])]
     targets = []
-    for boxes, labels in zip(all_boxes, all_labels):
+    for boxes, labels in zip(all_boxes, all_labels, strict=True):
         target = {"boxes": boxes, "labels": labels}
         if with_masks:
             masks = torch.zeros(len(boxes), H, W, dtype=torch.uint8)
@@ -359,15 +360,17 @@ def test_a_failed_download_becomes_weights_unavailable(failure, tmp_path, monkey
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(detection, "unreachable_reason", lambda url, timeout=3.0: None)  # the host answers...
 
-    def failing_download(url, dst, hash_prefix=None, progress=True):  # ...but the transfer breaks
+    def failing_download(request, timeout=None):  # ...but the transfer breaks
+        assert timeout == 30.0  # a timeout for this request (no process-wide socket default)
         raise failure
 
-    monkeypatch.setattr(torch.hub, "download_url_to_file", failing_download)
+    monkeypatch.setattr(urllib.request, "urlopen", failing_download)
     with pytest.raises(WeightsUnavailableError) as error:
         build_detector(get_model_spec("fasterrcnn_resnet34_fpn"), NUM_CLASSES, pretrained=True)
     message = str(error.value)
     assert "download of https://download.pytorch.org/models/resnet34-b627a593.pth" in message
     assert type(failure).__name__ in message and "pretrained: false" in message
+    assert [p for p in (tmp_path / "torch").rglob("*") if p.is_file()] == []  # no partial or temporary file
 
 
 def test_a_damaged_cache_file_is_named(offline, tmp_path):

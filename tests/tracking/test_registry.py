@@ -45,12 +45,16 @@ def test_register_download_and_load(trained, ws):
     from mlflow import MlflowClient
 
     import jupyter_avml
-    from jupyter_avml.tracking.registry import download_registered_model, list_registered_models, register_model
+    from jupyter_avml.tracking.model_registry import (
+        download_registered_model,
+        list_registered_models,
+        register_run_model,
+    )
 
     _, data, summary = trained
-    assert register_model(summary.run_id, "shapes") == 1
-    assert register_model(summary, "shapes", workspace=ws) == 2
-    assert register_model(summary.run_id[:8], "other") == 1  # a unique run id prefix is enough
+    assert register_run_model(summary.run_id, "shapes") == 1
+    assert register_run_model(summary.run_id, "shapes", workspace=ws, tags={"avml.experiment": "sweep-1"}) == 2
+    assert register_run_model(summary.run_id[:8], "other") == 1  # a unique run id prefix is enough
 
     client = MlflowClient(tracking_uri=f"sqlite:///{ws / 'mlflow.db'}")
     version = client.get_model_version("shapes", "1")
@@ -58,6 +62,8 @@ def test_register_download_and_load(trained, ws):
     tags = version.tags
     assert (tags["task"], tags["model_name"], tags["primary_metric"]) == \
         ("image-classification", "resnet18", "accuracy")
+    assert "avml.experiment" not in tags and client.get_model_version("shapes", "2").tags["avml.experiment"] == \
+        "sweep-1"  # the caller's tags (a sweep names its experiment)
     assert float(tags["primary_metric_value"]) == pytest.approx(summary.primary_metric_value)
     assert json.loads(tags["labels"]) == ["circle", "square", "triangle"]
     assert json.loads(tags["config"])["learning_rate"] == 0.05
@@ -80,7 +86,7 @@ def test_register_download_and_load(trained, ws):
 def test_a_version_that_is_not_local_is_downloaded_into_the_cache(trained, ws):
     from mlflow import MlflowClient
 
-    from jupyter_avml.tracking.registry import download_registered_model
+    from jupyter_avml.tracking.model_registry import download_registered_model
 
     _, _, summary = trained
     client = MlflowClient(tracking_uri=f"sqlite:///{ws / 'mlflow.db'}", registry_uri=f"sqlite:///{ws / 'mlflow.db'}")
@@ -92,9 +98,9 @@ def test_a_version_that_is_not_local_is_downloaded_into_the_cache(trained, ws):
 
 
 def test_registry_errors_name_what_exists(trained, ws):
-    from jupyter_avml.tracking.registry import download_registered_model, register_model
+    from jupyter_avml.tracking.model_registry import download_registered_model, register_run_model
 
-    register_model(trained[2].run_id, "known")
+    register_run_model(trained[2].run_id, "known")
     with pytest.raises(NotFoundError, match=r"no registered model 'nope' \(registered models: .*known"):
         download_registered_model("models:/nope/1")
     with pytest.raises(NotFoundError, match=r"registered model 'known' has no version 9 \(versions: 1\)"):
@@ -103,5 +109,16 @@ def test_registry_errors_name_what_exists(trained, ws):
         download_registered_model("models:/known")
     with pytest.raises(ConfigError, match="a number or 'latest'"):
         download_registered_model("models:/known/one")
-    with pytest.raises(NotFoundError, match="neither an experiment nor a run"):
-        register_model("no-such-run", "known")
+    with pytest.raises(NotFoundError, match="'no-such-run' is not a run id"):
+        register_run_model("no-such-run", "known")
+    with pytest.raises(NotFoundError, match="no run 'abcdef12'"):
+        register_run_model("abcdef12", "known")
+
+
+def test_tracking_knows_runs_not_sweeps():
+    """The tracking layer takes run ids: it imports nothing of the sweep package (layering, issue 11)."""
+    import jupyter_avml.tracking.model_registry as registry
+
+    assert not hasattr(registry, "register_model")
+    source = Path(registry.__file__).read_text() + Path(registry.__file__).with_name("store.py").read_text()
+    assert "jupyter_avml.sweep" not in source and "jupyter_avml.training" not in source

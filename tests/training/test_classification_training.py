@@ -60,7 +60,7 @@ def test_multiclass_learns_the_shapes(shapes_multiclass, workspace):
     assert [p["labels"] for p in predictions] == [["circle", "square", "triangle"]] * 8
     assert all(abs(sum(p["probs"]) - 1) < 1e-5 for p in predictions)
     hits = sum(p["labels"][max(range(3), key=p["probs"].__getitem__)] == r["label"]
-               for p, r in zip(predictions, records))
+               for p, r in zip(predictions, records, strict=True))
     assert hits >= 6
 
     from mlflow import MlflowClient
@@ -84,7 +84,8 @@ def test_multilabel_learns_the_shapes(shapes_multilabel, workspace):
     from jupyter_avml.inference.predictor import load_model
 
     prediction = load_model(summary.model_path).predict(
-        str(Path(shapes_multilabel).parent / json.loads(Path(shapes_multilabel).read_text().splitlines()[0])["image_url"]))
+        str(Path(shapes_multilabel).parent
+            / json.loads(Path(shapes_multilabel).read_text().splitlines()[0])["image_url"]))
     assert prediction["labels"] == ["circle", "square", "triangle"] and len(prediction["probs"]) == 3
 
 
@@ -170,7 +171,7 @@ def test_a_killed_run_resumes_to_the_same_result(shapes_tiny, workspace, tmp_pat
         found = [p for p in (workspace / "runs").glob("*/events.jsonl") if p.parent.name != reference.run_id]
         if found:
             run_dir = found[0].parent
-            if '"epoch_metrics", "run_id": "%s", "time"' % run_dir.name in found[0].read_text() and \
+            if f'"epoch_metrics", "run_id": "{run_dir.name}", "time"' in found[0].read_text() and \
                     found[0].read_text().count('"epoch_metrics"') >= 2:
                 break
         time.sleep(0.05)
@@ -223,7 +224,8 @@ def test_invalid_data_is_refused_unless_skip_invalid(tmp_path, workspace, shapes
     bad = tmp_path / "bad.jsonl"
     # the generated images live next to the original file: point the bad file at them
     folder = Path(shapes_tiny).parent
-    fixed = [json.dumps({**json.loads(l), "image_url": str(folder / json.loads(l)["image_url"])}) for l in lines[:40]]
+    fixed = [json.dumps({**json.loads(line), "image_url": str(folder / json.loads(line)["image_url"])})
+             for line in lines[:40]]
     bad.write_text("\n".join(fixed + ['{"image_url": "missing.png", "label": "circle"}', "not json"]) + "\n")
     config = tiny_config(bad, number_of_epochs=1)
     with pytest.raises(DataError) as info:
@@ -232,5 +234,5 @@ def test_invalid_data_is_refused_unless_skip_invalid(tmp_path, workspace, shapes
     assert not (workspace / "runs").exists()  # refused before a run was recorded
     summary = train(config.replace(skip_invalid=1))
     rejected = Path(summary.output_dir) / "rejected_training_rows.jsonl"
-    rows = [json.loads(l) for l in rejected.read_text().splitlines()]
+    rows = [json.loads(line) for line in rejected.read_text().splitlines()]
     assert [r["line"] for r in rows] == [41, 42]

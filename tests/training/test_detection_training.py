@@ -75,7 +75,7 @@ def test_faster_rcnn_learns_the_shapes_and_predicts_in_the_spec_format(shapes_de
     lines = [json.loads(line) for line in shapes_detection.read_text().splitlines()[:6]]
     predictions = predictor.predict([str(shapes_detection.parent / line["image_url"]) for line in lines])
     found = 0
-    for prediction, line in zip(predictions, lines):
+    for prediction, line in zip(predictions, lines, strict=True):
         assert prediction["filename"] == Path(line["image_url"]).name
         for item in prediction["boxes"]:
             assert set(item) == {"box", "label", "score"} and item["label"] in ("circle", "square", "triangle")
@@ -328,7 +328,7 @@ def test_training_batches_depend_only_on_seed_and_epoch(tiny_detection):
         return [x for images, targets in batches for x in [*images, *(t[k] for t in targets for k in sorted(t))]]
 
     def same(a, b):
-        return len(a) == len(b) and all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
     first = epoch_tensors(0)
     assert same(first, epoch_tensors(0))

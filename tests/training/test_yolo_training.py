@@ -54,8 +54,11 @@ def _kinds(events) -> list[str]:
 HERMETIC_RUN = BLOCK_NETWORK_SCRIPT + textwrap.dedent("""
 
     from jupyter_avml.config import AutoMLImageConfig
+    from jupyter_avml.training.outputs import confine_matplotlib
     from jupyter_avml.training.run import train
 
+    # What the entry points of processes we own (CLI, sweep worker) do; library code leaves matplotlib alone.
+    assert confine_matplotlib(sys.argv[2])
     config = AutoMLImageConfig.from_dict(json.loads(sys.argv[1]))
     summary = train(config, workspace=sys.argv[2])
     print(json.dumps({"attempts": attempts, "summary": summary.to_dict()}))
@@ -228,7 +231,8 @@ def test_the_schedule_follows_ours_update_by_update(shapes, workspace):
         assert seen == pytest.approx(expected)
         # ultralytics' bias warm-up: from warmup_bias_lr down to the schedule over the warm-up epoch (3 updates).
         warmup_left = [max(0.0, 1 - (u + 1) / BATCHES_PER_EPOCH) for u in range(9)]
-        assert seen_bias == pytest.approx([lr + WARMUP_BIAS_LR * left for lr, left in zip(expected, warmup_left)])
+        assert seen_bias == pytest.approx([lr + WARMUP_BIAS_LR * left
+                                           for lr, left in zip(expected, warmup_left, strict=True)])
         assert seen_bias[2:] == pytest.approx(expected[2:])
         assert runner.state.updates_done == 9
     finally:
@@ -357,7 +361,7 @@ class _OneBox(torch.nn.Module):
 def test_detections_are_letterboxed_in_and_mapped_back_to_original_pixels():
     from PIL import Image
 
-    from jupyter_avml.inference.yolo import PAD_VALUE, detect_images, letterbox, network_size
+    from jupyter_avml.models.ultralytics_adapter.predict import PAD_VALUE, detect_images, letterbox, network_size
 
     assert (network_size(64, 32), network_size(100, 32), network_size(10, 32)) == (64, 128, 32)
     image = Image.new("RGB", (100, 50), (200, 10, 10))  # 100 x 50 -> 64 x 32, padded 16 px above and below
@@ -382,7 +386,8 @@ def test_detections_are_letterboxed_in_and_mapped_back_to_original_pixels():
     both = _OneBox([19.2, 28.8, 25.6, 12.8], [0.6, 0.9])
     [(_, scores, labels)] = detect_images(both, [image], size=64, conf=0.1, iou=0.5, device=torch.device("cpu"),
                                           multi_label=True)
-    assert sorted(zip(labels.tolist(), scores.tolist())) == [(0, pytest.approx(0.6)), (1, pytest.approx(0.9))]
+    assert sorted(zip(labels.tolist(), scores.tolist(), strict=True)) == [(0, pytest.approx(0.6)),
+                                                                          (1, pytest.approx(0.9))]
 
 
 def test_the_predictor_rebuilds_the_saved_model_with_the_inference_settings(tmp_path, workspace):

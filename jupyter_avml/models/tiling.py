@@ -38,7 +38,8 @@ at validation and at inference. A (3, 2) grid costs about 7 times the compute of
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -160,7 +161,7 @@ def merge_predictions(per_tile_predictions: Sequence[dict[str, torch.Tensor]], t
     offsets = [(0, 0)] + [(int(t[0]), int(t[1])) for t in tiles]
     boxes = torch.cat([p["boxes"].reshape(-1, 4) + torch.tensor([dx, dy, dx, dy], dtype=p["boxes"].dtype,
                                                                   device=p["boxes"].device)
-                       for p, (dx, dy) in zip(parts, offsets)])
+                       for p, (dx, dy) in zip(parts, offsets, strict=True)])
     scores = torch.cat([p["scores"].reshape(-1) for p in parts])
     labels = torch.cat([p["labels"].reshape(-1) for p in parts])
     keep = batched_nms(boxes, scores, labels, float(nms_thresh))  # sorted by decreasing score
