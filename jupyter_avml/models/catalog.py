@@ -59,9 +59,9 @@ def _vit_defaults(batch: int, lr_multiclass: float, lr_multilabel: float) -> dic
 
 def _classifier(name, backend, description, groups, defaults=None, fixed_input_size=False, local_weights=None):
     register_model_spec(ModelSpec(name=name, tasks=CLS, family="timm", backend=backend, builder=CLASSIFIER_BUILDER,
-                             description=description, defaults=defaults or {}, layer_groups=groups,
-                             fixed_input_size=fixed_input_size, local_weights=local_weights,
-                             parameters_millions=PARAMETERS_MILLIONS.get(name)))
+                                  description=description, defaults=defaults or {}, layer_groups=groups,
+                                  fixed_input_size=fixed_input_size, local_weights=local_weights,
+                                  parameters_millions=PARAMETERS_MILLIONS.get(name)))
 
 
 # -- weights that install with pip (models.local_weights): pretrained: 1 needs no hub for these -------------
@@ -108,6 +108,9 @@ PARAMETERS_MILLIONS = {
     "fasterrcnn_resnet101_fpn": 60.3, "fasterrcnn_resnet152_fpn": 76.0, "retinanet_resnet50_fpn": 32.2,
     "maskrcnn_resnet18_fpn": 30.9, "maskrcnn_resnet34_fpn": 41.0, "maskrcnn_resnet50_fpn": 44.0,
     "maskrcnn_resnet101_fpn": 63.0, "maskrcnn_resnet152_fpn": 78.6,
+    "fasterrcnn_mobilenetv2_fpn": 10.5, "retinanet_mobilenetv2_fpn": 4.4, "maskrcnn_mobilenetv2_fpn": 12.8,
+    "fasterrcnn_efficientnet_lite0_fpn": 11.1, "retinanet_efficientnet_lite0_fpn": 5.0,
+    "maskrcnn_efficientnet_lite0_fpn": 13.4,
 }
 
 

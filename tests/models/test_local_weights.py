@@ -240,3 +240,36 @@ def test_light_detectors_train_freeze_predict_and_reload(name):
     with torch.no_grad():
         again = rebuilt(images)
     assert torch.allclose(again[0]["scores"], output[0]["scores"], atol=1e-5)
+
+
+# -- avml models ------------------------------------------------------------------------------------------------
+def test_avml_models_lists_task_size_and_weight_source(capsys, monkeypatch, tmp_path):
+    import json
+
+    from tests.cli.doors import avml
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch"))
+    code, out, err = avml(capsys, "models")
+    assert code == 0, err
+    lines = {line.split()[0]: line.split() for line in out.splitlines()[1:] if line.strip() and "  " in line}
+    assert set(lines) == set(list_models())
+    assert lines["resnet50"][1:4] == ["classification,multilabel", "25.6M", "download"]
+    assert lines["maskrcnn_resnet50_fpn"][1] == "segmentation"
+    for name in LOCAL:
+        installed = get_model_spec(name).local_weights.locate() is not None
+        assert lines[name][3] == ("local" if installed else "none"), lines[name]
+        if installed:
+            assert lines[name][4] == get_model_spec(name).local_weights.package
+    code, out, err = avml(capsys, "models", "--task", "image-object-detection", "--json")
+    rows = json.loads(out)
+    assert [row["name"] for row in rows] == list_models("image-object-detection")
+    assert all(row["parameters_millions"] for row in rows)
+
+
+@pytest.mark.parametrize("name", [n for n in LOCAL if n != "mobilenetv2"])
+def test_the_sizes_avml_models_shows_are_the_networks(name):
+    spec = get_model_spec(name)  # classifiers as published (1000 ImageNet classes), detectors with one class
+    model = _build(spec, 1000 if spec.family == "timm" else 1, pretrained=False)
+    millions = sum(p.numel() for p in model.parameters()) / 1e6
+    assert spec.parameters_millions == pytest.approx(millions, rel=0.1)
