@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -129,9 +130,13 @@ POLICY_TARGET_SAVED, POLICY_TARGET_LOST = 0.40, 0.01
 RATES = [0.3, 0.1, 0.03, 0.01, 0.003, 0.001, 0.0003, 0.0001]
 
 
-def policies_to_compare() -> list[tuple[str, dict | None]]:
+def policies_to_compare(replay_only: bool = False) -> list[tuple[str, dict | None]]:
+    """The sweeps run: without a policy (its curves are replayed), then with the bandit and AutoMode's policy
+    (not with ``replay_only``: the replay alone then judges every setting, on a loaded machine)."""
     from jupyter_avml.sweep.automode import AUTOMODE_POLICY
 
+    if replay_only:
+        return [("no policy", None)]
     return [("no policy", None),
             ("bandit", {"type": "bandit", "slack_factor": 0.2, "evaluation_interval": 1, "delay_evaluation": 1}),
             (f"AutoMode's {AUTOMODE_POLICY['type']}", dict(AUTOMODE_POLICY))]
@@ -148,18 +153,18 @@ REPLAYED = [
 ]
 
 
-def policy_savings(workspace: Path, base: dict, label: str, slots: int) -> bool:
+def policy_savings(workspace: Path, base: dict, label: str, slots: int, replay_only: bool = False) -> bool:
     """Part (3): the sweep ``base`` (a grid over ``RATES``) without a policy and with each compared policy."""
     results, curves = {}, None
-    for name, policy in policies_to_compare():
+    for name, policy in policies_to_compare(replay_only):
         config = {**base, "sampling": "grid", "iterations": len(RATES), "max_concurrent_iterations": slots,
                   "cpu_slots": slots, "seed": 0,
                   "search_space": {"learning_rate": "choice(" + ", ".join(map(str, RATES)) + ")"}}
         if policy:
             config["early_termination_policy"] = policy
         started = time.time()
-        slug = "-".join(label.split()[:2]).strip("()")
-        _, state, _ = run_sweep(workspace, f"bench-{slug}-" + name.split()[0], config)
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "", "-".join(label.split()[:2]) + "-" + name.split()[0])
+        _, state, _ = run_sweep(workspace, f"bench-{slug}", config)
         epochs_run = sum(c.epoch for c in state.children)
         best = max(c.best_value for c in state.children if c.best_value is not None)
         cut = sum(c.status == "early_terminated" for c in state.children)
@@ -181,19 +186,22 @@ def policy_savings(workspace: Path, base: dict, label: str, slots: int) -> bool:
                        f"<= {POLICY_TARGET_LOST * 100:.0f} point lost)")
         print(f"  {name:30} child-epochs {epochs_run:3d} (saved {saved:4.0%}), best accuracy {best:.4f} "
               f"(lost {max(0.0, lost) * 100:4.1f} points), wall {seconds:6.1f} s, {cut} stopped early{verdict}")
-    replay(curves, slots)
-    return ok
+    return replay(curves, slots) and ok
 
 
-def replay(curves: dict[int, list[float]], slots: int, orders: int = 20) -> None:
+def replay(curves: dict[int, list[float]], slots: int, orders: int = 20) -> bool:
     """What each of ``REPLAYED`` would save and lose on the recorded curves, children in random orders.
 
     Every epoch takes one time unit; ``slots`` children run at once, a freed slot takes the next child; the
-    policy decides at each report, as the driver asks it.
+    policy decides at each report, as the driver asks it. Returns whether AutoMode's setting meets the target
+    on average (>= 40 % saved, <= 1 point lost).
     """
     import numpy as np
 
+    from jupyter_avml.sweep.automode import AUTOMODE_POLICY
     from jupyter_avml.sweep.policies import Decision, TrialHistory, make_policy
+
+    ok = True
 
     full = sum(len(curve) for curve in curves.values())
     best_all = max(max(curve) for curve in curves.values())
@@ -225,8 +233,14 @@ def replay(curves: dict[int, list[float]], slots: int, orders: int = 20) -> None
             saved.append((full - used) / full)
             lost.append(best_all - best)
         text = ", ".join(f"{k}={v}" for k, v in setting.items() if k != "type")
+        verdict = ""
+        if setting == AUTOMODE_POLICY:
+            passed = np.mean(saved) >= POLICY_TARGET_SAVED and np.mean(lost) <= POLICY_TARGET_LOST
+            ok &= bool(passed)
+            verdict = f"  <- AutoMode's: {'PASS' if passed else 'FAIL'}"
         print(f"    {setting['type']:18} {text:42} saved {np.mean(saved):4.0%} (min {min(saved):4.0%}), lost "
-              f"{np.mean(lost) * 100:4.1f} points on average, {max(lost) * 100:4.1f} at worst")
+              f"{np.mean(lost) * 100:4.1f} points on average, {max(lost) * 100:4.1f} at worst{verdict}")
+    return ok
 
 
 def photo_subset(tmp: Path, per_class: int) -> Path:
@@ -266,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy-epochs", type=int, default=6)
     parser.add_argument("--images", type=int, default=120)
     parser.add_argument("--photos-per-class", type=int, default=60, help="sign-digits images per digit (photos)")
+    parser.add_argument("--replay-only", action="store_true",
+                        help="(3): run only the sweep without a policy and judge every policy by replaying its curves")
     parser.add_argument("--data", type=Path, default=None,
                         help="the folder holding sign-digits (default: ../shared/data beside the checkout)")
     args = parser.parse_args(argv)
@@ -285,14 +301,14 @@ def main(argv: list[str] | None = None) -> int:
             ok &= dispatch_and_utilisation(workspace, data, args.slots, args.children, args.epochs)
         if "policy" in parts:
             base = {**SMALL, "training_data": str(data), "number_of_epochs": args.policy_epochs}
-            ok &= policy_savings(workspace, base, "generated shapes", args.slots)
+            ok &= policy_savings(workspace, base, "generated shapes", args.slots, args.replay_only)
         if "photos" in parts:
             if not PHOTOS.is_dir():
                 print(f"\n(3) on real photos: skipped, no {PHOTOS}")
             else:
                 base = {**PHOTO_SETTINGS, "training_data": str(photo_subset(Path(tmp), args.photos_per_class)),
                         "number_of_epochs": args.policy_epochs}
-                ok &= policy_savings(workspace, base, "real photos (sign-digits)", args.slots)
+                ok &= policy_savings(workspace, base, "real photos (sign-digits)", args.slots, args.replay_only)
     return 0 if ok else 1
 
 
