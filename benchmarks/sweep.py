@@ -153,8 +153,13 @@ REPLAYED = [
 ]
 
 
-def policy_savings(workspace: Path, base: dict, label: str, slots: int, replay_only: bool = False) -> bool:
-    """Part (3): the sweep ``base`` (a grid over ``RATES``) without a policy and with each compared policy."""
+def policy_savings(workspace: Path, base: dict, label: str, slots: int, replay_only: bool = False,
+                   curves_file: Path | None = None) -> bool:
+    """Part (3): the sweep ``base`` (a grid over ``RATES``) without a policy and with each compared policy.
+
+    ``curves_file``: where the curves of the sweep without a policy are written (JSON ``{child: [values]}``),
+    for ``--replay-from``.
+    """
     results, curves = {}, None
     for name, policy in policies_to_compare(replay_only):
         config = {**base, "sampling": "grid", "iterations": len(RATES), "max_concurrent_iterations": slots,
@@ -174,6 +179,9 @@ def policy_savings(workspace: Path, base: dict, label: str, slots: int, replay_o
     epochs = base["number_of_epochs"]
     print(f"\n(3) early termination on {label}: grid of {len(RATES)} learning rates, {epochs} epochs each, "
           f"{slots} slots")
+    if curves_file is not None:
+        curves_file.write_text(json.dumps({"label": label, "slots": slots, "curves": curves}, indent=1))
+        print(f"  curves of the sweep without a policy written to {curves_file}")
     e0, b0, s0, _ = results["no policy"]
     ok = True
     for name, (epochs_run, best, seconds, cut) in results.items():
@@ -268,6 +276,10 @@ PHOTO_SETTINGS = dict(task="image-classification", model_name="efficientnet_lite
                       device="cpu", cpu_threads=1, early_stopping=0, optimizer="sgd", log_every_n_batches=1)
 
 
+def _curves_path(prefix: Path | None, part: str) -> Path | None:
+    return None if prefix is None else prefix.with_name(f"{prefix.name}-{part}.json")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workspace", help="workspace folder (default: a temporary one)")
@@ -282,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos-per-class", type=int, default=60, help="sign-digits images per digit (photos)")
     parser.add_argument("--replay-only", action="store_true",
                         help="(3): run only the sweep without a policy and judge every policy by replaying its curves")
+    parser.add_argument("--save-curves", type=Path, default=None, metavar="PREFIX",
+                        help="(3): write the curves of each sweep without a policy to PREFIX-<part>.json")
+    parser.add_argument("--replay-from", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="only replay curves written by --save-curves (no training)")
     parser.add_argument("--data", type=Path, default=None,
                         help="the folder holding sign-digits (default: ../shared/data beside the checkout)")
     args = parser.parse_args(argv)
@@ -289,6 +305,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.data is not None:
         PHOTOS = args.data / "sign-digits"
     sys.stdout.reconfigure(line_buffering=True)  # figures appear as each part ends
+    if args.replay_from:
+        ok = True
+        for path in args.replay_from:
+            recorded = json.loads(path.read_text())
+            curves = {int(k): v for k, v in recorded["curves"].items()}
+            print(f"\n(3) replay of {path} ({recorded['label']}, {len(curves)} children, {recorded['slots']} slots)")
+            ok &= replay(curves, int(recorded["slots"]))
+        return 0 if ok else 1
     from jupyter_avml.data.shapes import make_shapes
 
     with tempfile.TemporaryDirectory(prefix="avml-bench-sweep-") as tmp:
@@ -301,14 +325,16 @@ def main(argv: list[str] | None = None) -> int:
             ok &= dispatch_and_utilisation(workspace, data, args.slots, args.children, args.epochs)
         if "policy" in parts:
             base = {**SMALL, "training_data": str(data), "number_of_epochs": args.policy_epochs}
-            ok &= policy_savings(workspace, base, "generated shapes", args.slots, args.replay_only)
+            ok &= policy_savings(workspace, base, "generated shapes", args.slots, args.replay_only,
+                                 _curves_path(args.save_curves, "policy"))
         if "photos" in parts:
             if not PHOTOS.is_dir():
                 print(f"\n(3) on real photos: skipped, no {PHOTOS}")
             else:
                 base = {**PHOTO_SETTINGS, "training_data": str(photo_subset(Path(tmp), args.photos_per_class)),
                         "number_of_epochs": args.policy_epochs}
-                ok &= policy_savings(workspace, base, "real photos (sign-digits)", args.slots, args.replay_only)
+                ok &= policy_savings(workspace, base, "real photos (sign-digits)", args.slots, args.replay_only,
+                                     _curves_path(args.save_curves, "photos"))
     return 0 if ok else 1
 
 
