@@ -30,6 +30,32 @@
 Prints the figures and PASS/FAIL per target (exit status 1 when a target fails). Children are tiny
 (resnet18, 32 px, generated shapes, one CPU thread each) so that it runs on a laptop; on a machine shared
 with other work the wall-clock figures include the waits of the scheduler.
+
+Part (3), measured 2026-12-06 on the shared 2-core development machine (load average 7 to 12; child-epochs
+and accuracies do not depend on the load, wall times do). Target: >= 40 % saved at <= 1 point lost.
+
+``--parts policy`` (generated shapes, 8 learning rates x 6 epochs, 2 slots), real sweeps:
+
+    no policy             48 child-epochs, best 1.0000
+    bandit (0.2, delay 1) 24 (saved 50 %), best 0.9583: lost 4.2 points (it stopped the eventual winner)
+    AutoMode's hyperband  29 (saved 40 %: 19 of 48, 39.6 %), best 1.0000: lost 0.0 points -> FAIL by 0.4 %
+    replayed, 20 orders:  AutoMode's hyperband (min_resource 1, reduction_factor 3, brackets 2) saved 37 %
+                          (min 19 %), lost 0.0 points on average and at worst; bandit 45 % / 16.0 points;
+                          successive_halving min 1 rf 3 54 % / 9.2 points; median_stopping 25 % / 0.2 points.
+                          (A second run of the sweep without a policy gave the same curves: deterministic.)
+
+``--parts photos --replay-only --photos-per-class 20`` (sign-digits, EfficientNet-Lite0 at 64 px from its
+weights package; with 160 training images the curves stay near chance, best 0.375 after 6 epochs, so this
+is a noisy judge; the default 60 per class was too slow on the loaded machine):
+
+    replayed, 20 orders:  AutoMode's hyperband saved 28 % (min 0 %), lost 3.2 points on average (7.5 at worst)
+                          -> FAIL; bandit 44 % / 2.9 points; median_stopping 25 % / 0.0; successive_halving
+                          min 2 rf 2 29 % / 0.0; hyperband min 1 rf 2 brackets 2 28 % / 0.0.
+
+None of 26 settings replayed (hyperband min_resource 1-2 x reduction_factor 2-4 x brackets 1-3, bandit slack
+0.1-0.3 x delay 1-2, median stopping) met the target on both curve sets, so AutoMode's setting is kept; the
+target is not met yet. Rerun on a quiet machine with the default ``--photos-per-class 60`` and
+``--save-curves PREFIX``; ``--replay-from PREFIX-*.json`` then judges any setting in seconds.
 """
 
 from __future__ import annotations
