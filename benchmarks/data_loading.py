@@ -141,11 +141,11 @@ def main(argv: list[str] | None = None) -> int:
             for p in subset:  # warm the page cache so both sides read from memory
                 p.read_bytes()
 
-            def plain():
+            def plain(subset=subset):
                 for p in subset:
                     Image.open(p).convert("RGB")
 
-            def ours():
+            def ours(subset=subset):
                 for p in subset:
                     load_image(p)
 

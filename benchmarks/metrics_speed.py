@@ -9,7 +9,13 @@ import time
 
 import numpy as np
 
-from jupyter_avml.metrics import ImagePredictions, ImageTargets, detection_metrics, multiclass_metrics, multilabel_metrics
+from jupyter_avml.metrics import (
+    ImagePredictions,
+    ImageTargets,
+    detection_metrics,
+    multiclass_metrics,
+    multilabel_metrics,
+)
 
 
 def random_scene(rng, n_images, n_boxes, n_classes, size=(640, 480)):

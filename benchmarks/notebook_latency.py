@@ -81,7 +81,6 @@ def execute(client, code: str, timeout: float = 120) -> tuple[str, list[dict]]:
 
 def record(out: Path, recorded: list[dict], final: dict, workspace: Path) -> None:
     """Write the recording: times relative to the first state, run ids kept, paths of this machine dropped."""
-    import shutil
 
     if not recorded or recorded[-1]["state"] != final:
         recorded.append({"t": time.time(), "state": final})

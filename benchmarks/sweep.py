@@ -67,6 +67,7 @@ import statistics
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 
 DISPATCH_TARGET_S = 1.0
@@ -118,7 +119,7 @@ def dispatch_and_utilisation(workspace: Path, data: Path, slots: int, children: 
     gaps, to_end, waits = [], [], []
     for slot, runs in sorted(by_slot.items()):
         runs.sort(key=lambda r: r["start"])
-        for previous, nxt in zip(runs, runs[1:], strict=False):
+        for previous, nxt in pairwise(runs):
             gap = nxt["first_epoch"] - previous["finish"]
             gaps.append(gap)
             to_end.append(nxt["first_batch"] - previous["finish"])

@@ -126,6 +126,8 @@ class DryRun:
                 ("max concurrent", str(config.max_concurrent_iterations or "all at once (bounded by slots)")),
                 ("budget", format_duration(config.budget_seconds)),
                 ("early termination", ", ".join(f"{k}={v}" for k, v in policy.items()) if policy else "none")]
+        if config.trial_timeout_seconds:
+            rows.append(("trial timeout", format_duration(config.trial_timeout_seconds)))
         if config.automode is not None:
             plan = config.automode
             rows.append(("automode", f"{plan.hardware.get('kind', '?')}: {len(plan.subspaces)} portfolio entries, "
@@ -134,6 +136,8 @@ class DryRun:
             rows += [(f"left out {i}", note) for i, note in enumerate(plan.notes)]
         elif config.has_search_space:
             rows.append(("search space", _space_text(config.space.to_config())))
+        if config.beyond_spec:  # allowed here on purpose; a user porting back to the cloud must change them
+            rows.append(("beyond the cloud system", "; ".join(config.beyond_spec)))
         return rows
 
     def data_verdict(self) -> str:

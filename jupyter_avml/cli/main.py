@@ -51,8 +51,10 @@ def shell_help(topic: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from jupyter_avml.cli.verbs import expand_group_default
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(expand_group_default(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

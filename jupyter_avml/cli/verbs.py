@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import textwrap
 
-from jupyter_avml.cli import convert, datasets, demo, experiments, models, runs, sweep, train, validate
+from jupyter_avml.cli import convert, datasets, demo, experiments, models, qa, runs, sweep, train, validate
 from jupyter_avml.cli.overrides import SET_ARG
 from jupyter_avml.cli.table import NOTEBOOK, SHELL, Verb, arg, synopsis, usage
 
 WIDTH = 110  # of the help texts' lines
-GROUPS = {"datasets": datasets.GROUP_HELP, "runs": runs.GROUP_HELP}
+GROUPS = {"datasets": datasets.GROUP_HELP, "runs": runs.GROUP_HELP, "qa": qa.GROUP_HELP}
+# group -> the command a group's word alone means (`avml qa TARGET` is `avml qa review TARGET`)
+GROUP_DEFAULTS = {"qa": qa.DEFAULT_COMMAND}
 
 
 def help_verb(args, door) -> str:
@@ -30,6 +32,7 @@ VERBS: tuple[Verb, ...] = (
     *demo.VERBS, *validate.VERBS, *convert.VERBS, *datasets.VERBS, *models.VERBS, *train.VERBS, *runs.VERBS,
     *sweep.VERBS,  # sweep, resume
     *experiments.VERBS,  # list, status, stop, best, register, attach
+    *qa.VERBS,  # qa check, import, predict, evaluate, mistakes, review, export
     HELP,
 )
 
@@ -39,6 +42,16 @@ def verb_named(name: str) -> Verb:
         if verb.name == name:
             return verb
     raise KeyError(name)
+
+
+def expand_group_default(words: list[str]) -> list[str]:
+    """``["qa", "TARGET", ...]`` -> ``["qa", "review", "TARGET", ...]``: a group followed by no command of its own
+    means its default command (both doors call this before parsing)."""
+    if len(words) >= 2 and words[0] in GROUP_DEFAULTS and not words[1].startswith("-"):
+        commands = {verb.words[1] for verb in VERBS if len(verb.words) == 2 and verb.words[0] == words[0]}
+        if words[1] not in commands:
+            return [words[0], GROUP_DEFAULTS[words[0]], *words[1:]]
+    return list(words)
 
 
 def verbs_in(door: str) -> list[Verb]:

@@ -16,12 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_avml.config.loader import echo_value
-from jupyter_avml.config.params import ALL, MAX_TILE_GRID, PARAMS, SCOPE_TEXT, TASK_DEFAULTS, Param, family_scopes
+from jupyter_avml.config.params import (
+    ALIASES,
+    ALL,
+    MAX_TILE_GRID,
+    PARAMS,
+    SCOPE_TEXT,
+    TASK_DEFAULTS,
+    Param,
+    family_scopes,
+)
 from jupyter_avml.errors import ConfigError
 from jupyter_avml.models.registry import get_model_spec
 from jupyter_avml.tasks import ImageTask
 
-PATH_KEYS = ("training_data", "validation_data", "pretrained_weights", "workspace")
+PATH_KEYS = ("training_data", "validation_data", "pretrained_weights", "workspace", "checkpoint_filename")
 MAX_MODEL_NAME = 100
 
 MAX_BATCH_INPUT_BYTES = 16 << 30
@@ -155,11 +164,10 @@ def _resolve(given: dict[str, Any], *, lines: dict[str, int], source: str | None
              ) -> tuple[dict[str, Any], set[str]]:
     errors = _Errors(source, lines)
     given = {str(k): v for k, v in given.items()}
+    aliased = _apply_aliases(given, lines, errors)
     for key in list(given):
         if key not in PARAMS:
-            close = difflib.get_close_matches(key, list(PARAMS), n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            errors.add(key, f"unknown setting {echo_value(key)}{hint}", given.pop(key))
+            errors.add(key, f"unknown setting {echo_value(key)}{_unknown_key_hint(key)}", given.pop(key))
     # None means "not set" for every key: the user cannot set a value to "nothing" that has a default.
     given = {k: v for k, v in given.items() if v is not None}
 
@@ -202,7 +210,9 @@ def _resolve(given: dict[str, Any], *, lines: dict[str, int], source: str | None
         try:
             values[name] = _coerce(PARAMS[name], raw)
         except ConfigError as exc:
-            errors.add(name, exc.message, raw)
+            # Named as the user wrote it when it came by its newer-generation name.
+            errors.add(aliased.get(name, name), (f"{aliased[name]} is {name}: " if name in aliased else "")
+                       + exc.message, raw)
     for key in PATH_KEYS:
         if isinstance(values.get(key), str) and base_dir is not None and not values[key].startswith("dataset:"):
             path = Path(values[key]).expanduser()
@@ -213,6 +223,41 @@ def _resolve(given: dict[str, Any], *, lines: dict[str, int], source: str | None
     _check_consistency(values, set(given), spec, errors)
     errors.raise_if_any()
     return values, set(given)
+
+
+def _apply_aliases(given: dict[str, Any], lines: dict[str, int], errors: _Errors) -> dict[str, str]:
+    """Rename the newer generation's names (``params.ALIASES``) to ours, in place; returns ours -> theirs.
+
+    A setting given under both names with different values is an error naming both.
+    """
+    aliased: dict[str, str] = {}
+    for alias, name in ALIASES.items():
+        if alias not in given:
+            continue
+        value = given.pop(alias)
+        if value is None:
+            continue
+        if given.get(name) is not None and given[name] != value:
+            errors.add(alias, f"{alias} is another name of {name}; give one of them (got "
+                       f"{name}={echo_value(given[name])} and {alias}={echo_value(value)})", value)
+            continue
+        given[name] = value
+        aliased[name] = alias
+        if alias in lines:
+            lines.setdefault(name, lines[alias])
+    return aliased
+
+
+def _unknown_key_hint(key: str) -> str:
+    """A "did you mean", or where an experiment (sweep) setting belongs when one is given to a run."""
+    from jupyter_avml.sweep.config import SWEEP_KEYS  # the sweep layer builds on this one: imported on error only
+
+    if key in SWEEP_KEYS or key in ("compute_target", "primary_metric"):
+        return (f": {key} is an experiment (sweep) setting, not a setting of one run; run an experiment instead "
+                f"(`avml sweep FILE`, or jupyter_avml.automl.AutoMLImageConfig submitted with "
+                f"Experiment(workspace, name).submit(config); docs/porting.md)")
+    close = difflib.get_close_matches(key, list(PARAMS) + list(ALIASES), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _check_consistency(values: dict[str, Any], user: set[str], spec, errors: _Errors) -> None:
@@ -232,10 +277,27 @@ def _check_consistency(values: dict[str, Any], user: set[str], spec, errors: _Er
     if spec.layer_groups and values.get("layers_to_freeze") and values["layers_to_freeze"] > len(spec.layer_groups):
         errors.add("layers_to_freeze", f"{spec.name} has {len(spec.layer_groups)} layer groups; "
                    f"layers_to_freeze must be in [1, {len(spec.layer_groups)}]", values["layers_to_freeze"])
+    _check_start_model(values, user, errors)
     _check_memory(values, errors)
     device = str(values["device"])
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
         errors.add("device", "device must be 'auto', 'cpu', 'cuda' or 'cuda:N'", device)
+
+
+def _check_start_model(values: dict[str, Any], user: set[str], errors: _Errors) -> None:
+    """Incremental training (``checkpoint_run_id`` or ``checkpoint_filename``) gives the starting weights: no
+    pretrained weights are loaded under them (``pretrained`` becomes 0 unless the user set it, then it is an
+    error, as ``pretrained_weights`` is)."""
+    if not (values.get("checkpoint_run_id") or values.get("checkpoint_filename")):
+        return
+    if values.get("checkpoint_run_id") and values.get("checkpoint_filename"):
+        errors.add("checkpoint_filename", "give checkpoint_run_id or checkpoint_filename, not both (the model to "
+                   "start from)", values["checkpoint_filename"])
+    for key in ("pretrained_weights", "pretrained"):
+        if key in user and values.get(key):
+            errors.add(key, f"{key} and a checkpoint to start from (checkpoint_run_id, checkpoint_filename) both "
+                       f"give the starting weights; give one", values[key])
+    values["pretrained"] = 0
 
 
 def _batch_inputs(values: dict[str, Any]) -> list[tuple[str, str, float]]:
@@ -297,7 +359,8 @@ _FALSE = {"0", "false", "no", "off"}
 
 def _coerce(param: Param, raw: Any) -> Any:
     """Turn a user value into the parameter's type, or raise ConfigError naming the expected range."""
-    fail = ConfigError(f"{param.name} must be {param.range_text()}, got {echo_value(raw)}", field=param.name,
+    note = f" ({param.note})" if param.note else ""
+    fail = ConfigError(f"{param.name} must be {param.range_text()}, got {echo_value(raw)}{note}", field=param.name,
                        value=raw)
     kind = param.kind
     if kind == "int":
@@ -332,7 +395,9 @@ def _coerce(param: Param, raw: Any) -> Any:
         raise fail
     if kind == "choice":
         for choice in param.choices:
-            if isinstance(choice, str) and isinstance(raw, str) and raw.strip().lower() == choice:
+            # The newer generation writes choices in CamelCase ("WarmupCosine", "CocoVoc"): "_" is ignored.
+            if isinstance(choice, str) and isinstance(raw, str) and \
+                    raw.strip().lower().replace("_", "") == choice.replace("_", ""):
                 return choice
             if not isinstance(choice, str) and not isinstance(raw, bool):
                 try:

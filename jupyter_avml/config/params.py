@@ -54,6 +54,8 @@ class Param:
     scopes: frozenset = frozenset({ALL})
     hyperparameter: bool = True
     nullable: bool = False
+    note: str = ""  # why the range is what it is, added to the message that refuses a value
+
 
     def range_text(self) -> str:
         if self.kind == "choice":
@@ -110,14 +112,21 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     _p("validation_data", "path", "JSONL file of validation data; without it split_ratio of training is held out.",
        hyperparameter=False, nullable=True),
     _p("model_name", "str", "Model architecture, by the spec's names (see `avml models`).", hyperparameter=False),
-    _p("split_ratio", "float", "Fraction of training data held out for validation when validation_data is not given.",
-       0.2, low=0.0, high=1.0, low_open=True, high_open=True),
+    _p("split_ratio", "float", "Fraction of training data held out for validation when validation_data is not given "
+       "(newer name: validation_data_size).",
+       0.2, low=0.0, high=1.0, low_open=True, high_open=True,
+       note="0 would hold out no validation image and 1 no training image: the ends of the spec's [0, 1] "
+            "cannot train (docs/porting.md)"),
     _p("device", "str", "'auto' (a GPU when there is one), 'cpu' or 'cuda:N'.", "auto", hyperparameter=False),
     _p("seed", "int", "Seed for splitting, initialisation, shuffling and augmentation.", 0, low=0,
        hyperparameter=False),
     _p("pretrained", "bool01", "Start from the library's pretrained weights (needs them cached or a network).", 1,
        hyperparameter=False),
     _p("pretrained_weights", "path", "A local weights file to start from instead of downloading.",
+       hyperparameter=False, nullable=True),
+    _p("checkpoint_run_id", "str", "Incremental training: start from the model of this earlier run of the workspace "
+       "(same model, same labels).", hyperparameter=False, nullable=True),
+    _p("checkpoint_filename", "path", "Incremental training: start from this model file (a run's outputs/model.pt).",
        hyperparameter=False, nullable=True),
     _p("skip_invalid", "bool01", "Train on the valid rows and write the rejected ones next to the run outputs.", 0,
        hyperparameter=False),
@@ -151,7 +160,8 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     _p("step_lr_gamma", "float", "Gamma of the step scheduler.", 0.5, **UNIT),
     _p("step_lr_step_size", "int", "Epochs between steps of the step scheduler.", 5, **POS),
     _p("warmup_cosine_lr_cycles", "float", "Cosine cycles of the warmup_cosine scheduler.", 0.45, **UNIT),
-    _p("warmup_cosine_lr_warmup_epochs", "int", "Warm-up epochs of the warmup_cosine scheduler.", 2, low=0),
+    _p("warmup_cosine_lr_warmup_epochs", "int", "Warm-up epochs of the warmup_cosine scheduler; 0: no warm-up (the "
+       "spec says positive; 0 is accepted on purpose, docs/porting.md).", 2, low=0),
     _p("optimizer", "choice", "Optimizer.", "sgd", choices=("sgd", "adam", "adamw")),
     _p("momentum", "float", "Momentum (sgd).", 0.9, **UNIT),
     _p("weight_decay", "float", "Weight decay.", 1e-4, **UNIT),
@@ -212,5 +222,30 @@ TASK_DEFAULTS: dict[ImageTask, dict[str, Any]] = {
                                                 validation_batch_size=1, learning_rate=0.005,
                                                 box_score_thresh=0.3),
 }
+
+# The newer generation's names of settings (the cloud SDK v2, ``azure.ai.ml.automl``: ``validation_data_size``,
+# ``set_training_parameters(...)``) -> ours. Only one-to-one renames: the value is read as ours would be.
+# (``nms_iou_threshold`` is not here: it is ``box_nms_thresh`` or ``box_iou_thresh`` depending on the model.)
+ALIASES: dict[str, str] = {
+    "validation_data_size": "split_ratio",
+    "ams_gradient": "amsgrad",
+    "gradient_accumulation_step": "grad_accumulation_step",
+    "learning_rate_scheduler": "lr_scheduler",
+    "number_of_workers": "num_workers",
+    "random_seed": "seed",
+    "training_crop_size": "train_crop_size",
+    "validation_crop_size": "valid_crop_size",
+    "validation_resize_size": "valid_resize_size",
+    "box_detections_per_image": "box_detections_per_img",
+    "box_score_threshold": "box_score_thresh",
+    "image_size": "img_size",
+    "tile_predictions_nms_threshold": "tile_predictions_nms_thresh",
+}
+
+
+def canonical_name(name: str) -> str:
+    """Our name of a setting given by its newer-generation name (``ALIASES``); other names unchanged."""
+    return ALIASES.get(name, name)
+
 
 CoerceFn = Callable[[Any], Any]

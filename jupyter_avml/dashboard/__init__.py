@@ -40,15 +40,18 @@ def open_dashboard(name: str, workspace: str | os.PathLike | None = None, *, con
     """A ``DashboardWidget`` for experiment ``name``, drawn from its current files.
 
     Unless the experiment is already over, an updater thread keeps it current until the experiment ends or
-    the widget is closed. ``controller`` (an ``ExperimentHandle``) receives the stop buttons' requests.
+    the widget is closed. ``controller`` (an ``ExperimentHandle``) receives the stop buttons' requests; with one,
+    the "Review in FiftyOne" button opens the chosen child in the FiftyOne App (``qa.app.dashboard_reviewer``).
     The experiment need not have written its state yet (a sweep just submitted): the widget fills in when
     it does.
     """
     from jupyter_avml.dashboard._widget import DashboardWidget
+    from jupyter_avml.qa.app import dashboard_reviewer
 
     files = ExperimentFiles(name, workspace)
     source = DashboardSource(files)
-    widget = DashboardWidget(report_loader=files.run_report, controller=controller)
+    reviewer = dashboard_reviewer(name, files.workspace) if controller is not None else None
+    widget = DashboardWidget(report_loader=files.run_report, controller=controller, reviewer=reviewer)
     snap = source.poll()
     if snap is not None:
         widget.render(snap)

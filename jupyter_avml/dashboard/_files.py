@@ -24,7 +24,7 @@ from jupyter_avml.training.events import Event, read_events
 from jupyter_avml.workspace import Workspace
 
 #: The report images a finished run writes (``training.outputs.write_plots``), in display order.
-REPORT_IMAGES = ("metric_curve", "loss_curve", "confusion_matrix", "pr_curves")
+REPORT_IMAGES = ("metric_curve", "loss_curve", "confusion_matrix", "pr_curves", "roc_curves")
 
 
 @dataclass

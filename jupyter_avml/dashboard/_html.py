@@ -13,7 +13,7 @@ import math
 from html import escape
 from typing import Any
 
-from jupyter_avml.dashboard._model import (ChildRow, Snapshot, format_duration, format_metric, format_value)
+from jupyter_avml.dashboard._model import ChildRow, Snapshot, format_duration, format_metric, format_value
 
 STATUS_COLORS = {
     "queued": "#9e9e9e",
@@ -243,7 +243,7 @@ def details_title_html(row: ChildRow, metric: str, report=None) -> str:
         extra += ('<div style="color:#757575;font-size:12px;">this child left no report '
                   '(no outputs/metrics.json)</div>')
     elif report is None:
-        extra += ('<div style="color:#757575;font-size:12px;">the confusion matrix, PR curves and per-class '
+        extra += ('<div style="color:#757575;font-size:12px;">the confusion matrix, PR and ROC curves and per-class '
                   'metrics appear when this child finishes</div>')
     return (f'<div class="avml-details-title" data-child="{row.id}" '
             f'style="font-family:var(--jp-ui-font-family,sans-serif);font-size:13px;margin-top:8px;">'

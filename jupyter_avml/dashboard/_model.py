@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from jupyter_avml.sweep.state import CHILD_TERMINAL, EXPERIMENT_TERMINAL, ChildState, ExperimentState
 from jupyter_avml.training.events import BatchProgress, EpochMetrics, EpochStarted, Event, RunStarted

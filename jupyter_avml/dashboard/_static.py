@@ -12,8 +12,15 @@ import io
 from html import escape
 
 from jupyter_avml.dashboard._files import REPORT_IMAGES, RunReport
-from jupyter_avml.dashboard._html import (chart_svg, details_title_html, header_html, leaderboard_html,
-                                          per_class_html, png_img, series_color)
+from jupyter_avml.dashboard._html import (
+    chart_svg,
+    details_title_html,
+    header_html,
+    leaderboard_html,
+    per_class_html,
+    png_img,
+    series_color,
+)
 from jupyter_avml.dashboard._model import ChildRow, Snapshot
 
 
@@ -51,7 +58,7 @@ def chart_png(snap: Snapshot) -> bytes:
 
 
 def details_html(row: ChildRow, primary_metric: str, report: RunReport | None) -> str:
-    """A child's report: title, curves, confusion matrix, PR curves, per-class metrics."""
+    """A child's report: title, curves, confusion matrix, PR and ROC curves, per-class metrics."""
     parts = [details_title_html(row, primary_metric, report)]
     if report is not None:
         images = "".join(png_img(name, report.images[name], width=320) for name in REPORT_IMAGES

@@ -11,13 +11,13 @@ dropdown, a button); a lock keeps two renders from interleaving. Nothing here ca
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import ipywidgets as widgets
 
 from jupyter_avml.dashboard._files import REPORT_IMAGES, RunReport
-from jupyter_avml.dashboard._html import (chart_svg, details_title_html, header_html, leaderboard_html,
-                                          per_class_html)
+from jupyter_avml.dashboard._html import chart_svg, details_title_html, header_html, leaderboard_html, per_class_html
 from jupyter_avml.dashboard._model import ChildRow, Snapshot, format_metric
 from jupyter_avml.dashboard._static import static_html, text_summary
 from jupyter_avml.sweep.state import CHILD_TERMINAL
@@ -38,14 +38,17 @@ class DashboardWidget(widgets.VBox):
     ----------
     report_loader : run id -> ``RunReport`` of that finished run (or None).
     controller : receives stop requests; None hides the controls.
+    reviewer : ``reviewer(child_id)`` opens that child in the FiftyOne App, displaying into ``review_output``
+        (``qa.app.dashboard_reviewer``); None hides the "Review in FiftyOne" button.
     """
 
     def __init__(self, *, report_loader: Callable[[str], RunReport | None], controller: Controller | None = None,
-                 **kwargs: Any):
+                 reviewer: Callable[[int], Any] | None = None, **kwargs: Any):
         self._lock = threading.RLock()
         self._report_loader = report_loader
         self._reports: dict[str, RunReport | None] = {}
         self.controller = controller
+        self.reviewer = reviewer
         self.snapshot: Snapshot | None = None
         self.updater = None                   # set by make_dashboard; stopped by close()
         self._keys: dict[str, Any] = {}       # part -> what it was last drawn from
@@ -61,6 +64,10 @@ class DashboardWidget(widgets.VBox):
                                                 tooltip="stop the chosen child (it ends after its current batch)")
         self.stop_button = widgets.Button(description="Stop experiment", icon="stop-circle", button_style="danger",
                                           tooltip="stop every child and end the experiment")
+        self.review_button = widgets.Button(description="Review in FiftyOne", icon="eye",
+                                            tooltip="the chosen child's predictions on its data, in the FiftyOne App "
+                                                    "(opens below; predictions run in the background)")
+        self.review_output = widgets.Output()
         self.message = widgets.HTML(value="")
         self.details_title = widgets.HTML(value="")
         # The run's PNGs are 500 px wide or so: four side by side, wrapping on narrow screens.
@@ -70,12 +77,14 @@ class DashboardWidget(widgets.VBox):
         self.per_class = widgets.HTML(value="")
         for part, name in ((self.header, "header"), (self.leaderboard, "leaderboard"), (self.chart, "chart"),
                            (self.child_select, "child-select"), (self.stop_child_button, "stop-child"),
-                           (self.stop_button, "stop-experiment"), (self.message, "message"),
+                           (self.stop_button, "stop-experiment"), (self.review_button, "review"),
+                           (self.review_output, "review-output"), (self.message, "message"),
                            (self.details_title, "details-title"), (self.per_class, "per-class")):
             part.add_class(f"avml-{name}")
         for name, image in self.images.items():
             image.add_class(f"avml-{name.replace('_', '-')}")
-        self.controls = widgets.HBox([self.child_select, self.stop_child_button, self.stop_button, self.message])
+        self.controls = widgets.HBox([self.child_select, self.stop_child_button, self.stop_button, self.review_button,
+                                      self.message])
         self.controls.add_class("avml-controls")
         self.details = widgets.VBox([self.details_title,
                                      widgets.HBox(list(self.images.values()),
@@ -85,11 +94,15 @@ class DashboardWidget(widgets.VBox):
         if controller is None:
             self.stop_child_button.layout.display = "none"
             self.stop_button.layout.display = "none"
-        super().__init__([self.header, self.leaderboard, self.controls, self.chart, self.details], **kwargs)
+        if reviewer is None:
+            self.review_button.layout.display = "none"
+        super().__init__([self.header, self.leaderboard, self.controls, self.review_output, self.chart, self.details],
+                         **kwargs)
         self.add_class("avml-dashboard")
         self.child_select.observe(self._on_choose, names="value")
         self.stop_child_button.on_click(self._on_stop_child)
         self.stop_button.on_click(self._on_stop)
+        self.review_button.on_click(self._on_review)
 
     # -- drawing -----------------------------------------------------------------------------------------
     def render(self, snap: Snapshot) -> None:
@@ -132,6 +145,7 @@ class DashboardWidget(widgets.VBox):
             return
         self.stop_button.disabled = snap.finished
         self.stop_child_button.disabled = snap.finished or chosen is None or chosen.status in CHILD_TERMINAL
+        self.review_button.disabled = chosen is None or not chosen.finished or not chosen.run_id
         if snap.finished and self.message.value.startswith("<span class=\"avml-pending\""):
             self.message.value = ""
 
@@ -215,6 +229,23 @@ class DashboardWidget(widgets.VBox):
         self.stop_button.disabled = True
         self._say("stop requested: the children end after their current batch", pending=True)
 
+    def _on_review(self, _button: Any = None) -> None:
+        child_id = self._chosen
+        if self.reviewer is None or child_id is None:
+            self._say("choose a finished child first")
+            return
+        self.review_output.clear_output()
+        failure = None
+        with self.review_output:  # the App and the review's picture display here
+            try:  # caught inside: with an IPython shell, Output would print the traceback and swallow it
+                self.reviewer(child_id)
+            except Exception as exc:  # an AvmlError says what to do; show it where the user clicked
+                failure = exc
+        if failure is not None:
+            self._say(f"could not open child {child_id} in FiftyOne: {failure}", error=True)
+            return
+        self._say(f"child {child_id}: open in FiftyOne below")
+
     def _say(self, text: str, *, error: bool = False, pending: bool = False) -> None:
         css = "avml-error" if error else ("avml-pending" if pending else "avml-info")
         color = "#c62828" if error else "#555"
@@ -226,8 +257,8 @@ class DashboardWidget(widgets.VBox):
         if self.updater is not None:
             self.updater.stop()
         for part in (self.header, self.leaderboard, self.chart, self.child_select, self.stop_child_button,
-                     self.stop_button, self.message, self.details_title, self.per_class, self.controls,
-                     self.details, *self.images.values()):
+                     self.stop_button, self.review_button, self.review_output, self.message, self.details_title,
+                     self.per_class, self.controls, self.details, *self.images.values()):
             part.close()
         super().close()
 
@@ -267,7 +298,7 @@ def _option_label(row: ChildRow) -> str:
 def _hint(snap: Snapshot) -> str:
     if not snap.rows:
         return ""
-    text = ("choose a child to see its confusion matrix, PR curves and per-class metrics"
+    text = ("choose a child to see its confusion matrix, PR and ROC curves and per-class metrics"
             if not snap.finished else "no child reported a metric")
     return f'<div class="avml-details-hint" style="color:#757575;font-size:12px;margin-top:6px;">{text}</div>'
 

@@ -126,6 +126,7 @@ class Problem:
     field: str
     message: str
     value: Any = None
+    hint: str = ""  # how to fix it, when the message alone does not say (shown after the value)
 
     def __str__(self) -> str:
         text = f"{self.source}:{self.line}: {self.field}: {self.message}"
@@ -134,6 +135,8 @@ class Problem:
             if len(shown) > _VALUE_REPR_MAX:
                 shown = shown[:_VALUE_REPR_MAX - 3] + "..."
             text += f" ({shown})"
+        if self.hint:
+            text += f"; {self.hint}"
         return text
 
 
@@ -160,8 +163,8 @@ class _Row:
         self.problems = problems
         self.count = 0
 
-    def add(self, field: str, message: str, value: Any = None) -> None:
-        self.problems.append(Problem(self.source, self.line, field, message, value))
+    def add(self, field: str, message: str, value: Any = None, hint: str = "") -> None:
+        self.problems.append(Problem(self.source, self.line, field, message, value, hint))
         self.count += 1
 
 
@@ -410,12 +413,24 @@ def _box(row: _Row, field: str, item: Any) -> ObjectLabel | None:
     crowd = _is_crowd(row, field + ".isCrowd", item.get("isCrowd"))
     top_x, top_y, bottom_x, bottom_y = coords
     if top_x is not None and bottom_x is not None and top_x >= bottom_x:
-        row.add(field, "topX must be less than bottomX", {"topX": item["topX"], "bottomX": item["bottomX"]})
+        row.add(field, "topX must be less than bottomX", {"topX": item["topX"], "bottomX": item["bottomX"]},
+                _box_hint("X", "width", top_x, bottom_x))
     if top_y is not None and bottom_y is not None and top_y >= bottom_y:
-        row.add(field, "topY must be less than bottomY", {"topY": item["topY"], "bottomY": item["bottomY"]})
+        row.add(field, "topY must be less than bottomY", {"topY": item["topY"], "bottomY": item["bottomY"]},
+                _box_hint("Y", "height", top_y, bottom_y))
     if row.count != before:
         return None
     return ObjectLabel(name, top_x, top_y, bottom_x, bottom_y, crowd)
+
+
+def _box_hint(axis: str, size: str, top: float, bottom: float) -> str:
+    """How to fix a box whose corners are swapped or equal along one axis (the spec's own samples have both)."""
+    if top == bottom:
+        return (f"the box has zero {size}: drop it, or give it a {size} (bottom{axis} > top{axis}); skip_invalid: 1 "
+                f"trains on the other rows")
+    smaller = "xmin / width" if axis == "X" else "ymin / height"
+    return (f"the corners look swapped: top{axis} is the smaller fraction (top{axis} = {smaller}), so swap "
+            f"top{axis} and bottom{axis}; skip_invalid: 1 trains on the other rows")
 
 
 def shoelace_area(segment: tuple[float, ...] | list[float]) -> float:

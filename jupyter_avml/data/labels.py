@@ -10,6 +10,10 @@ written two ways.
 Class counts, for training data (no ``known_classes``): multi-class classification needs two classes (with
 one, a model reaches accuracy 1.0 by always answering it): an error. Multi-label data with one class is legal
 (the class is present or absent) but worth a warning. Validation data may have any number of classes.
+
+Images per class (``few_images_hint``): the spec's guidance is to start with 10 to 15 images per label, more
+when there are many labels; no minimum is enforced, but a class with fewer gets a hint (``FewImagesWarning``
+where a run or an experiment starts).
 """
 
 from __future__ import annotations
@@ -108,6 +112,29 @@ def known_class_hint(name: str, known: frozenset[str]) -> str | None:
             return (f"class {_shown(name)} differs from the training class {_shown(other)} only in "
                     f"{_difference(name, other)}; write it as in the training data")
     return None
+
+
+RECOMMENDED_IMAGES_PER_LABEL = (10, 15)
+"""The spec's recommended start (section 2): 10 to 15 images per label, more when there are many labels."""
+
+
+class FewImagesWarning(UserWarning):
+    """Training data with classes below the spec's recommended 10 to 15 images per label (a hint, not an error)."""
+
+
+def few_images_hint(records: list[ImageRecord], classes: list[str]) -> str | None:
+    """A hint naming the classes that appear in fewer than 10 images of training data (None when none does)."""
+    low, high = RECOMMENDED_IMAGES_PER_LABEL
+    images: Counter[str] = Counter()
+    for record in records:
+        images.update(set(record.class_names()))
+    few = sorted((name for name in classes if images[name] < low), key=lambda n: (images[n], n))
+    if not few:
+        return None
+    shown = ", ".join(f"{_shown(name)}: {images[name]}" for name in few[:5]) + (", ..." if len(few) > 5 else "")
+    noun = "class has" if len(few) == 1 else f"{len(few)} classes have"
+    return (f"{noun} fewer than {low} images ({shown}); {low} to {high} images per label is the recommended start, "
+            f"more when there are many labels (a model may not learn a class from so few)")
 
 
 def class_count_problems(classes: list[str], records: list[ImageRecord], task: ImageTask, source: str

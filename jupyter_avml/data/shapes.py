@@ -394,7 +394,7 @@ def _rasterize(vertices: np.ndarray, width: int, height: int):
     area2 = float(np.sum(start[:, 0] * end[:, 1] - end[:, 0] * start[:, 1]))
     sign = 1.0 if area2 >= 0 else -1.0
     inside = np.ones((len(py), len(px)), dtype=bool)
-    for (ax, ay), (bx, by) in zip(start, end):
+    for (ax, ay), (bx, by) in zip(start, end, strict=True):
         cross = (bx - ax) * (py[:, None] - ay) - (by - ay) * (px[None, :] - ax)
         inside &= sign * cross >= 0
     rows = np.flatnonzero(inside.any(axis=1))

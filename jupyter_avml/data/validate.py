@@ -25,7 +25,9 @@ downloaded within ``urls.DownloadLimits``.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +37,14 @@ from pathlib import Path
 from jupyter_avml.data.images import inspect_image
 from jupyter_avml.data.jsonl import Problem, parse_record, suggest
 from jupyter_avml.data.jsonl_file import check_data_file, iter_jsonl_checked, not_jsonl_reason
-from jupyter_avml.data.labels import class_count_problems, class_fields, known_class_hint, near_duplicate_problems
+from jupyter_avml.data.labels import (
+    FewImagesWarning,
+    class_count_problems,
+    class_fields,
+    few_images_hint,
+    known_class_hint,
+    near_duplicate_problems,
+)
 from jupyter_avml.data.records import ImageDataset, ImageRecord
 from jupyter_avml.data.urls import DownloadLimits, DownloadSession, resolve_image_url
 from jupyter_avml.errors import DataError
@@ -75,6 +84,7 @@ class ValidationReport:
     duplicates_dropped: int = 0
     images_checked: int | None = None  # None: images were not checked
     warnings: list[Problem] = field(default_factory=list)  # legal but probably unintended (they do not fail)
+    hints: list[str] = field(default_factory=list)  # advice about the data as a whole (``labels.few_images_hint``)
 
     @property
     def ok(self) -> bool:
@@ -130,6 +140,7 @@ class ValidationReport:
         if self.warnings:
             parts.append(f"{_count(len(self.warnings), 'warning')}:")
             parts.extend(str(w) for w in self.warnings)
+        parts.extend(f"hint: {hint}" for hint in self.hints)
         if not self.problems:
             parts.append("OK: no problems found")
             return "\n".join(parts)
@@ -266,16 +277,20 @@ def validate_jsonl(path: str | os.PathLike, task: ImageTask | str, *, check_imag
     if len(candidates) != spelled:  # rows were rejected since the classes were listed
         classes = _classes(candidates, task)
     warnings: list[Problem] = []
+    hints: list[str] = []
     if known_classes is None:
         count_problems, warnings = class_count_problems(classes, candidates, task, source)
         problems.extend(count_problems)
+        hint = few_images_hint(candidates, classes)
+        if hint:
+            hints.append(f"{source}: {hint}")
     problems.sort(key=lambda p: p.line)
     rejected = _rejected_rows(path, problems, bad_text, late)
     if rows == 0:
         problems.insert(0, Problem(source, 0, "file", "no rows (the file is empty)"))
     return ValidationReport(task=task, source=path, records=candidates, rejected=rejected, problems=problems,
                             classes=classes, rows=rows, duplicates_dropped=duplicates,
-                            images_checked=images_checked, warnings=warnings)
+                            images_checked=images_checked, warnings=warnings, hints=hints)
 
 
 def _check_spellings(candidates: list[ImageRecord], task: ImageTask, source: str, problems: list[Problem],
@@ -476,6 +491,15 @@ def read_dataset(path: str | os.PathLike, task: ImageTask | str, *, skip_invalid
     if rejected_out is not None:
         write_rejected(report.rejected, rejected_out)
     return ImageDataset(report.task, report.records, report.source, list(report.classes))
+
+
+def emit_hints(report: ValidationReport, logger: logging.Logger | None = None) -> None:
+    """Show a report's hints where a run or an experiment starts: as ``FewImagesWarning`` (a notebook shows it
+    under the cell) and in ``logger`` (the run's log)."""
+    for hint in report.hints:
+        if logger is not None:
+            logger.warning("%s", hint)
+        warnings.warn(hint, FewImagesWarning, stacklevel=3)
 
 
 def write_rejected(rejected: list[RejectedRow], path: str | os.PathLike) -> Path:

@@ -144,9 +144,9 @@ class AvmlMagics(Magics):
     # -- %avml VERB --------------------------------------------------------------------------------------------
     def _line(self, line: str):
         from jupyter_avml.cli.table import run_verb
-        from jupyter_avml.cli.verbs import notebook_overview, verb_named
+        from jupyter_avml.cli.verbs import expand_group_default, notebook_overview, verb_named
 
-        words = _split(line, "%avml")
+        words = expand_group_default(_split(line, "%avml"))
         if not words or words in (["-h"], ["--help"]):
             print(notebook_overview())
             return None

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jupyter_avml.metrics.result import MetricsResult, curve_dict
+from jupyter_avml.metrics.result import MetricsResult, curve_dict, roc_curve_dict
 from jupyter_avml.tasks import ImageTask
 
 __all__ = ["multiclass_metrics", "multilabel_metrics"]
@@ -59,12 +59,12 @@ class _Ranking:
 
     ``sorted_scores`` are the scores of every example, ascending; ``positive_scores`` those of the positive
     examples (any order; each must occur in ``sorted_scores``). Everything follows from ranks, so no argsort
-    of the full problem is needed.
+    of the full problem is needed. With ``roc`` the ROC curve is kept too (``fpr``, ``tpr``).
     """
 
-    __slots__ = ("auc", "average_precision", "precision", "recall", "thresholds")
+    __slots__ = ("auc", "average_precision", "precision", "recall", "thresholds", "fpr", "tpr", "roc_thresholds")
 
-    def __init__(self, sorted_scores: np.ndarray, positive_scores: np.ndarray):
+    def __init__(self, sorted_scores: np.ndarray, positive_scores: np.ndarray, roc: bool = True):
         n = sorted_scores.size
         pos = np.sort(positive_scores)
         n_pos = pos.size
@@ -73,6 +73,7 @@ class _Ranking:
         self.auc = math.nan
         self.average_precision = math.nan
         self.precision = self.recall = self.thresholds = empty
+        self.fpr = self.tpr = self.roc_thresholds = empty
         if n_pos == 0:
             return
         lo = np.searchsorted(sorted_scores, pos, side="left")  # scores strictly below each positive
@@ -89,6 +90,8 @@ class _Ranking:
                 hi[tied] = np.searchsorted(sorted_scores, pos[tied], side="right")
             twice_u = int(lo.sum(dtype=np.int64)) + int(hi.sum(dtype=np.int64)) - n_pos * n_pos
             self.auc = twice_u / (2.0 * n_pos * n_neg)
+            if roc:
+                self._roc(sorted_scores, pos, n_pos, n_neg)
         # Recall only changes at the distinct scores of positives: AP = sum of (recall step) x precision there.
         starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]])
         counts = np.diff(np.r_[starts, n_pos])
@@ -100,8 +103,25 @@ class _Ranking:
         self.recall = (tps / n_pos)[::-1]
         self.thresholds = pos[starts][::-1]
 
+    def _roc(self, sorted_scores: np.ndarray, pos: np.ndarray, n_pos: int, n_neg: int) -> None:
+        """The ROC curve: at each distinct score t, from the highest, TPR = share of positives scoring >= t and
+        FPR = share of negatives scoring >= t; it starts at (0, 0) (threshold inf). Its trapezoid area is
+        ``auc`` (ties count 1/2)."""
+        n = sorted_scores.size
+        starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+        values = sorted_scores[starts]
+        at_or_above = n - starts
+        pos_at_or_above = n_pos - np.searchsorted(pos, values, side="left")
+        neg_at_or_above = at_or_above - pos_at_or_above
+        self.tpr = np.r_[0.0, (pos_at_or_above / n_pos)[::-1]]
+        self.fpr = np.r_[0.0, (neg_at_or_above / n_neg)[::-1]]
+        self.roc_thresholds = np.r_[np.inf, values[::-1]]
+
     def curve(self) -> dict[str, list[float]]:
         return curve_dict(self.precision, self.recall, self.thresholds)
+
+    def roc_curve(self) -> dict[str, list[float]]:
+        return roc_curve_dict(self.fpr, self.tpr, self.roc_thresholds)
 
 
 def _check_probs(probs: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
@@ -133,7 +153,7 @@ def _ranking_metrics(probs: np.ndarray, probs_t: np.ndarray, columns: list[np.nd
     """
     probs_t.sort(axis=1)
     rankings = [_Ranking(probs_t[k], columns[k]) for k in range(probs.shape[1])]
-    micro = _Ranking(np.sort(probs, axis=None), micro_positive_scores)
+    micro = _Ranking(np.sort(probs, axis=None), micro_positive_scores, roc=False)  # no pooled ROC curve
     auc = np.array([r.auc for r in rankings])
     ap = np.array([r.average_precision for r in rankings])
     scalars = {
@@ -160,7 +180,8 @@ def _result(task: ImageTask, primary_metric: str, scalars: dict[str, float], cla
     }
     return MetricsResult(task=task.value, primary_metric=primary_metric, scalars=scalars, per_class=per_class,
                          confusion_matrix=confusion_matrix,
-                         pr_curves={name: rankings[k].curve() for k, name in enumerate(names)}, class_names=names)
+                         pr_curves={name: rankings[k].curve() for k, name in enumerate(names)}, class_names=names,
+                         roc_curves={name: rankings[k].roc_curve() for k, name in enumerate(names)})
 
 
 def multiclass_metrics(probs: np.ndarray, targets: np.ndarray, class_names: Sequence[str]) -> MetricsResult:
@@ -183,7 +204,7 @@ def multiclass_metrics(probs: np.ndarray, targets: np.ndarray, class_names: Sequ
         ``recall_score_*``, ``f1_score_*``, ``AUC_{macro,micro,weighted}`` (one-vs-rest),
         ``average_precision_score_{macro,micro,weighted}``, ``log_loss``. ``per_class``: ``precision``,
         ``recall``, ``f1_score``, ``average_precision``, ``support``. ``confusion_matrix``: rows = true
-        class, columns = predicted class. ``pr_curves``: one-vs-rest per class.
+        class, columns = predicted class. ``pr_curves``, ``roc_curves``: one-vs-rest per class.
 
     Notes
     -----
@@ -269,7 +290,7 @@ def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, class_names: Sequ
         ``recall_score_*``, ``f1_score_*``, ``AUC_{macro,micro,weighted}``,
         ``average_precision_score_{macro,micro,weighted}``, ``log_loss`` (mean binary cross-entropy over all
         N x C entries). ``per_class``: ``precision``, ``recall``, ``f1_score``, ``iou``,
-        ``average_precision``, ``support``. No confusion matrix.
+        ``average_precision``, ``support``. ``pr_curves``, ``roc_curves``: per label. No confusion matrix.
 
     Notes
     -----

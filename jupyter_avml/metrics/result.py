@@ -49,6 +49,11 @@ class MetricsResult:
         lists for a class whose curve is undefined (no positives).
     class_names : list[str]
         The classes, in class-index order.
+    roc_curves : dict[str, dict[str, list[float]]]
+        Classification only (one-vs-rest per class for multi-class, per label for multi-label): class name
+        -> ``{"fpr": [...], "tpr": [...], "thresholds": [...]}``, at most 101 points ordered by decreasing
+        threshold, from ``(0, 0)`` (threshold ``inf``, ``None`` in JSON) to ``(1, 1)``. Empty lists for a
+        class whose curve is undefined (no positives or no negatives). Empty for detection.
     """
 
     task: str
@@ -58,6 +63,7 @@ class MetricsResult:
     confusion_matrix: list[list[int]] | None = None
     pr_curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     class_names: list[str] = field(default_factory=list)
+    roc_curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     @property
     def primary_value(self) -> float:
@@ -85,6 +91,10 @@ class MetricsResult:
                 for cls, curve in self.pr_curves.items()
             },
             "class_names": [str(name) for name in self.class_names],
+            "roc_curves": {
+                cls: {name: [_json_float(v) for v in seq] for name, seq in curve.items()}
+                for cls, curve in self.roc_curves.items()
+            },
         }
 
     @classmethod
@@ -105,6 +115,10 @@ class MetricsResult:
                 for c, curve in (data.get("pr_curves") or {}).items()
             },
             class_names=[str(name) for name in data.get("class_names") or []],
+            roc_curves={
+                c: {name: [_from_json_float(v) for v in seq] for name, seq in curve.items()}
+                for c, curve in (data.get("roc_curves") or {}).items()
+            },
         )
 
 
@@ -121,5 +135,15 @@ def curve_dict(precision: np.ndarray, recall: np.ndarray, thresholds: np.ndarray
     return {
         "precision": [float(v) for v in np.asarray(precision)[keep]],
         "recall": [float(v) for v in np.asarray(recall)[keep]],
+        "thresholds": [float(v) for v in np.asarray(thresholds)[keep]],
+    }
+
+
+def roc_curve_dict(fpr: np.ndarray, tpr: np.ndarray, thresholds: np.ndarray) -> dict[str, list[float]]:
+    """A ROC curve as plain lists, downsampled to at most :data:`MAX_CURVE_POINTS` points (ends kept)."""
+    keep = downsample_indices(len(thresholds))
+    return {
+        "fpr": [float(v) for v in np.asarray(fpr)[keep]],
+        "tpr": [float(v) for v in np.asarray(tpr)[keep]],
         "thresholds": [float(v) for v in np.asarray(thresholds)[keep]],
     }

@@ -28,10 +28,19 @@ One YAML file or dict holds both:
                                   sub-spaces), read by ``space.SearchSpace.from_config``.
   ``cpu_slots``                   (jupyter_avml) how many children run at once on the CPU; each gets
                                   ``cores // cpu_slots`` torch threads (see ``slots.py``).
+  ``trial_timeout_minutes``       the most minutes one child may train (> 0); a child past it is stopped
+                                  cleanly (status ``stopped``, its best model kept). Default: no limit.
+  ``compute_target``              where children run (``cloud_settings``): ``local`` (this machine's
+                                  GPUs, or the CPU), ``cpu``, ``cuda``, ``cuda:N``; sets ``device``.
+                                  Cloud cluster names are refused with what to use instead.
+  ``primary_metric``              the task's primary metric (spec section 1); another one is refused.
   ==============================  ==========================================================================
 
-The newer cloud names are aliases: ``limits: {max_trials, max_concurrent_trials, timeout_minutes}``,
-``sweep: {sampling_algorithm, early_termination}`` and ``training_parameters: {...}`` (= ``arguments``).
+The newer cloud names are aliases: ``limits: {max_trials, max_concurrent_trials, timeout_minutes,
+trial_timeout}`` (``trial_timeout`` in minutes, like ``timeout_minutes``), ``sweep: {sampling_algorithm,
+early_termination}`` and ``training_parameters: {...}`` (= ``arguments``); settings may be given by their
+newer names (``config.params.ALIASES``: ``validation_data_size``, ``image_size``...) anywhere a run setting
+goes, including the search space.
 The run setting ``seed`` also seeds the sampler (default 0).
 
 Checks made before anything starts: unknown keys (with a "did you mean" and the YAML line), ranges, the
@@ -40,6 +49,10 @@ models, a setting both fixed and searched, and the fixed part validated by ``Aut
 first value of each ``choice``, the centre of each continuous expression). Each sampled configuration is
 validated again when its child is about to start (``ExperimentConfig.child_config``): a refused one becomes
 an ``invalid`` child, never a crash.
+
+Why one module of about 560 lines: it is one parser of one mapping, whose checks run in the order a user's
+file is read and share its lines for messages; what exists for users of the cloud system (``compute_target``,
+``primary_metric``, the newer names) is in ``cloud_settings.py``.
 """
 
 from __future__ import annotations
@@ -54,7 +67,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_avml.config.config import PATH_KEYS, AutoMLImageConfig
-from jupyter_avml.config.params import PARAMS, TASK_DEFAULTS, family_scopes
+from jupyter_avml.config.params import ALIASES, PARAMS, TASK_DEFAULTS, canonical_name, family_scopes
 from jupyter_avml.errors import ConfigError
 from jupyter_avml.sweep.config_text import load_yaml_nested, written_form, yaml_scalar
 from jupyter_avml.sweep.policies import EarlyTerminationPolicy, NoTerminationPolicy, make_policy
@@ -71,10 +84,12 @@ MAX_CONCURRENT = 100
 
 SWEEP_KEYS = ("sampling", "hyperparameter_sampling", "iterations", "max_concurrent_iterations",
               "experiment_timeout_hours", "timeout_minutes", "early_termination_policy", "arguments",
-              "search_space", "cpu_slots", "limits", "sweep", "training_parameters", "experiment_name", "automode")
+              "search_space", "cpu_slots", "limits", "sweep", "training_parameters", "experiment_name",
+              "trial_timeout_minutes", "compute_target", "primary_metric", "automode")
 # Aliases inside the newer cloud sections -> the canonical key.
 LIMITS_KEYS = {"max_trials": "iterations", "max_concurrent_trials": "max_concurrent_iterations",
-               "timeout_minutes": "timeout_minutes"}
+               "timeout_minutes": "timeout_minutes", "trial_timeout": "trial_timeout_minutes",
+               "trial_timeout_minutes": "trial_timeout_minutes"}
 SWEEP_SECTION_KEYS = {"sampling_algorithm": "sampling", "early_termination": "early_termination_policy"}
 
 
@@ -103,6 +118,14 @@ class ExperimentConfig:
     experiment_name: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
+    trial_timeout_seconds: float | None = None
+
+    @property
+    def beyond_spec(self) -> list[str]:
+        """What this experiment does that the cloud system would refuse (``cloud_settings.beyond_spec``)."""
+        from jupyter_avml.sweep.cloud_settings import beyond_spec
+
+        return beyond_spec(self)
 
     @property
     def automode(self):
@@ -188,7 +211,7 @@ class _Parser:
         run: dict[str, Any] = {}
         sweep: dict[str, tuple[Any, str]] = {}  # canonical key -> (value, where it was given)
         for key, value in data.items():
-            if key in PARAMS:
+            if key in PARAMS or key in ALIASES:
                 run[key] = value
             elif key in SWEEP_KEYS:
                 continue
@@ -204,7 +227,8 @@ class _Parser:
             sweep[canonical] = (value, where)
 
         for key in ("sampling", "iterations", "max_concurrent_iterations", "experiment_timeout_hours",
-                    "timeout_minutes", "early_termination_policy", "search_space", "cpu_slots"):
+                    "timeout_minutes", "early_termination_policy", "search_space", "cpu_slots",
+                    "trial_timeout_minutes"):
             if key in data and data[key] is not None:
                 put(key, data[key], key)
         if data.get("hyperparameter_sampling") is not None:
@@ -226,6 +250,7 @@ class _Parser:
 
         fixed, fixed_lines = self._fixed(run)
         task = self._task(fixed)
+        self._cloud_settings(fixed, fixed_lines, task)
         sampling = self._sampling(sweep)
         policy = self._policy(sweep)
         space, has_space = self._space(sweep, fixed, task)
@@ -240,6 +265,7 @@ class _Parser:
         iterations = self._iterations(sweep, has_space, sampling, space)
         concurrent = self._int(sweep, "max_concurrent_iterations", 1, MAX_CONCURRENT)
         budget = self._budget(sweep)
+        trial_timeout = self._trial_timeout(sweep)
         cpu_slots = self._int(sweep, "cpu_slots", 1, 4096)
         self._validate_fixed(fixed, fixed_lines, space)
         self._check_data_files(fixed, fixed_lines)
@@ -254,12 +280,22 @@ class _Parser:
             fixed=fixed, space=space, has_search_space=has_space, sampling=sampling, iterations=iterations,
             max_concurrent_iterations=concurrent, budget_seconds=budget, policy=policy, seed=seed,
             cpu_slots=cpu_slots, task=task, primary_metric=ImageTask(task).primary_metric, experiment_name=name,
-            raw=self._raw(), source=self.source)
+            raw=self._raw(), source=self.source, trial_timeout_seconds=trial_timeout)
 
     # -- pieces -----------------------------------------------------------------------------------------
     def _fixed(self, run: dict[str, Any]) -> tuple[dict[str, Any], dict[str, int]]:
-        fixed = {k: v for k, v in run.items() if v is not None}  # None means "not set", as for a run
-        fixed_lines = {k: self.lines[k] for k in run if k in self.lines}
+        fixed: dict[str, Any] = {}
+        fixed_lines: dict[str, int] = {}
+        for key, value in run.items():
+            if value is None:  # None means "not set", as for a run
+                continue
+            name = canonical_name(key)
+            if name in fixed and fixed[name] != value:
+                raise self.fail(f"{key} is another name of {name}; give one of them (got {fixed[name]!r} and "
+                                f"{value!r})", key, value)
+            fixed[name] = value
+            if key in self.lines:
+                fixed_lines[name] = self.lines[key]
         for key in ("arguments", "training_parameters"):
             if self.data.get(key) is None:
                 continue
@@ -310,9 +346,9 @@ class _Parser:
         return out
 
     def _argument_name(self, key: str, name: str, line_key: str) -> str:
-        if name in PARAMS:
-            return name
-        close = difflib.get_close_matches(name, list(PARAMS), n=1, cutoff=0.6)
+        if name in PARAMS or name in ALIASES:
+            return canonical_name(name)
+        close = difflib.get_close_matches(name, list(PARAMS) + list(ALIASES), n=1, cutoff=0.6)
         hint = f"; did you mean '--{close[0]}'?" if close else ""
         raise self.fail(f"{key}: unknown setting '--{name}'{hint}", key, name, line_key)
 
@@ -356,6 +392,7 @@ class _Parser:
             if path.startswith(where + ".") or path.startswith(where + "["):
                 param_lines.setdefault(path.rsplit(".", 1)[-1], line)
         space = SearchSpace.from_config(value, source=self.source, lines=param_lines)
+        space = self._canonical_space(space, where)
         for index, sub in enumerate(space.subspaces):
             for key, expr in sub.items():
                 line_key = self._space_line_key(where, index, key)
@@ -427,6 +464,38 @@ class _Parser:
             raise self.fail(exc.message, exc.field or "automode", exc.value) from None
         self.data["automode"] = plan.to_dict()  # recorded in experiment.yaml: the driver uses this plan
         return plan
+
+    def _canonical_space(self, space: SearchSpace, where: str) -> SearchSpace:
+        """The space with the newer generation's parameter names (``ALIASES``) renamed to ours."""
+        from jupyter_avml.sweep.cloud_settings import canonical_space
+
+        try:
+            return canonical_space(space)
+        except ConfigError as exc:
+            raise self.fail(f"search_space: {exc.message}", f"search_space.{exc.field}", exc.value,
+                            self._space_line_key(where, 0, str(exc.field))) from None
+
+    def _cloud_settings(self, fixed: dict[str, Any], fixed_lines: dict[str, int], task: str) -> None:
+        """``compute_target`` (-> ``device``) and ``primary_metric`` (``cloud_settings.apply``)."""
+        from jupyter_avml.sweep.cloud_settings import apply
+
+        try:
+            apply(self.data, fixed, task)
+        except ConfigError as exc:
+            raise self.fail(exc.message, exc.field, exc.value) from None
+        if "device" not in fixed_lines and "compute_target" in self.lines:
+            fixed_lines["device"] = self.lines["compute_target"]
+
+    def _trial_timeout(self, sweep: dict) -> float | None:
+        if "trial_timeout_minutes" not in sweep:
+            return None
+        value, where = sweep["trial_timeout_minutes"]
+        high = MAX_TIMEOUT_HOURS * 60
+        ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) \
+            and 0 < value <= high
+        if not ok:
+            raise self.fail(f"{where} must be a number of minutes in (0, {high:g}], got {value!r}", where, value)
+        return float(value) * 60.0
 
     def _space_line_key(self, where: str, index: int, key: str) -> str:
         for candidate in (f"{where}[{index}].{key}", f"{where}.{key}", f"{where}[{index}]", where):

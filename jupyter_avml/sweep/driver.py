@@ -165,6 +165,7 @@ class Driver:
         elif (reason := self.folder.stop_request()) is not None:
             self.send_stops(scheduler.end_all("stopped", reason))
         self.send_stops(scheduler.check_deadline())
+        self.send_stops(scheduler.check_trial_timeouts())
         for child_id, reason in self.folder.take_child_stop_requests():
             self.send_stops({child_id: scheduler.request_stop(child_id, "stopped", reason)})
         for child_id in scheduler.overdue_stops(STOP_GRACE_SECONDS):

@@ -7,7 +7,8 @@
   children, as any refused combination does. ``sweep.config`` calls it for every searched parameter, so
   the message carries the YAML file and line.
 * ``check_data``: the training (and validation) JSONL exists, parses, its rows fit the task (``data``
-  validation, without decoding images) and their local image files exist; called by ``Experiment.submit``.
+  validation, without decoding images) and their local image files exist, and a checkpoint to continue
+  (``checkpoint_run_id``) knows its labels; called by ``Experiment.submit``.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def check_data(spec, workspace) -> None:
     images (a child does that) but checking that local image files exist; with ``skip_invalid`` only a file
     without one usable row is refused.
     """
-    from jupyter_avml.data.validate import validate_jsonl
+    from jupyter_avml.data.validate import emit_hints, validate_jsonl
     from jupyter_avml.training.data import resolve_data_path
 
     fixed = spec.fixed
@@ -127,8 +128,13 @@ def check_data(spec, workspace) -> None:
         path = resolve_data_path(str(value), workspace)
         report = validate_jsonl(path, spec.task, check_images=False, prefix_map=fixed.get("image_url_prefix_map"),
                                 cache_dir=workspace.cache_dir, known_classes=classes)
+        emit_hints(report)  # fewer than the spec's 10-15 images per label: a hint under the cell, not an error
         _check_image_files(report)
         usable = bool(report.records) and bool(report.classes or key == "validation_data")
+        if key == "training_data" and usable:
+            from jupyter_avml.training.incremental import check_start_labels
+
+            check_start_labels(fixed, workspace, report.classes)  # a checkpoint to continue: the same labels
         if report.ok and usable:
             classes = classes or report.classes
             continue

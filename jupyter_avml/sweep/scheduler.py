@@ -12,7 +12,8 @@ unless a test gives a fake one), so deadlines and stop grace periods are testabl
   epoch (the child's k-th evaluation), asks the early termination policy at step k; ``on_finished`` and
   ``on_lost`` close the child; the best child is kept up to date;
 * the end: ``end_all`` (the user's ``STOP``, a signal) and the deadline (the budget left to this session)
-  stop the running children cleanly and close the queued ones.
+  stop the running children cleanly and close the queued ones; ``check_trial_timeouts`` stops one child
+  that has run ``trial_timeout_minutes``.
 """
 
 from __future__ import annotations
@@ -315,6 +316,21 @@ class Scheduler:
             return {}
         budget = self.spec.budget_seconds
         return self.end_all("timed_out", f"experiment timeout (budget {budget:g} s)", child_reason="experiment timeout")
+
+    def check_trial_timeouts(self) -> dict[int, StopRequest]:
+        """Running children that have trained ``trial_timeout_minutes`` are asked to stop (status ``stopped``,
+        their best model kept). A child run again by a resumed driver gets the whole limit again."""
+        limit = getattr(self.spec, "trial_timeout_seconds", None)
+        if not limit or self.ending is not None:
+            return {}
+        now, requests = self.clock(), {}
+        for child_id in sorted(self.running - set(self.stops)):
+            started = self.state.child(child_id).started
+            if started is not None and now - started >= limit:
+                request = self.request_stop(child_id, "stopped", f"trial timeout ({limit / 60:g} min)")
+                if request is not None:
+                    requests[child_id] = request
+        return requests
 
     def overdue_stops(self, grace: float) -> list[int]:
         """Running children asked to stop more than ``grace`` seconds ago: their workers are to be killed."""

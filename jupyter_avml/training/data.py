@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +11,8 @@ from jupyter_avml.data.records import ImageRecord, sorted_classes
 from jupyter_avml.data.validate import RejectedRow
 from jupyter_avml.errors import DataError
 from jupyter_avml.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,13 +47,14 @@ def load_run_data(config: AutoMLImageConfig, workspace: Workspace) -> RunData:
     are used and the rejected ones are kept in ``RunData.rejected`` for the run to write.
     """
     from jupyter_avml.data.split import split_records
-    from jupyter_avml.data.validate import validate_jsonl
+    from jupyter_avml.data.validate import emit_hints, validate_jsonl
 
     task = config.task_type
 
     def read(path: Path, known_classes=None):
         report = validate_jsonl(path, task, prefix_map=config.image_url_prefix_map, cache_dir=workspace.cache_dir,
                                 known_classes=known_classes)
+        emit_hints(report, log)
         if report.file_problems:  # the file as a whole (not JSON Lines, one class): skipping rows cannot help
             raise DataError(report.format(), report.problems)
         if not report.ok and not config.skip_invalid:

@@ -53,8 +53,9 @@ class Trainer:
     """
 
     def __init__(self, recipe: Recipe, config: AutoMLImageConfig, *, run_id: str, run_dir: Path,
-                 callbacks: CallbackList | None = None, stop_signal: StopSignal | None = None):
+                 callbacks: CallbackList | None = None, stop_signal: StopSignal | None = None, start_model=None):
         self.recipe = recipe
+        self.start_model = start_model  # incremental training: the weights a new run starts from
         self.config = config
         self.run_id = run_id
         self.run_dir = Path(run_dir)
@@ -71,6 +72,10 @@ class Trainer:
             torch.set_num_threads(config.cpu_threads)
         seed_everything(config.seed)
         model = self.recipe.build_model()
+        if self.start_model is not None and not resume:
+            from jupyter_avml.training.incremental import load_start_weights
+
+            load_start_weights(model, self.start_model)
         frozen = freeze_layer_groups(model, config.model_spec, config.layers_to_freeze)
         if frozen:
             log.info("froze %d parameter tensors (%d layer groups)", len(frozen), config.layers_to_freeze)

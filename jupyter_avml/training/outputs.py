@@ -3,8 +3,10 @@
 * ``labels.json``: class names, in the model's output order;
 * ``metrics.json``: primary metric, best epoch, final metrics (of the best epoch), per-class metrics and
   per-epoch history (train loss, learning rate, validation metrics);
-* ``confusion_matrix.json`` (multi-class), ``pr_curves.json`` (every task): the data behind the plots;
-* ``loss_curve.png``, ``metric_curve.png``, ``confusion_matrix.png``, ``pr_curves.png`` (matplotlib);
+* ``confusion_matrix.json`` (multi-class), ``pr_curves.json`` (every task), ``roc_curves.json``
+  (classification): the data behind the plots;
+* ``loss_curve.png``, ``metric_curve.png``, ``confusion_matrix.png``, ``pr_curves.png``, ``roc_curves.png``
+  (matplotlib);
 * ``config.yaml``: the resolved configuration.
 """
 
@@ -61,6 +63,8 @@ def write_run_outputs(outputs_dir: Path, *, class_names: list[str], primary_metr
                                                {"class_names": class_names, "matrix": best.confusion_matrix})
     if best is not None and best.pr_curves:
         files["pr_curves"] = write_json(outputs_dir / "pr_curves.json", best.pr_curves)
+    if best is not None and best.roc_curves:
+        files["roc_curves"] = write_json(outputs_dir / "roc_curves.json", best.roc_curves)
     files.update(write_plots(outputs_dir, class_names=class_names, primary_metric=primary_metric, best=best,
                              history=history))
     return files
@@ -95,6 +99,8 @@ def write_plots(outputs_dir: Path, *, class_names: list[str], primary_metric: st
                                                outputs_dir / "confusion_matrix.png")
     if best is not None and best.pr_curves:
         files["pr_curves_plot"] = _save(pr_curves_figure(best.pr_curves), outputs_dir / "pr_curves.png")
+    if best is not None and any(curve.get("fpr") for curve in best.roc_curves.values()):
+        files["roc_curves_plot"] = _save(roc_curves_figure(best.roc_curves), outputs_dir / "roc_curves.png")
     return files
 
 
@@ -124,6 +130,24 @@ def pr_curves_figure(curves: dict[str, dict[str, list[float]]]):
         ax.plot(curve["recall"], curve["precision"], label=name)
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="Precision-recall per class")
     ax.legend(fontsize="small", loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def roc_curves_figure(curves: dict[str, dict[str, list[float]]]):
+    """One ROC curve per class (one-vs-rest, or per label), with its area in the legend."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+    ax.plot([0, 1], [0, 1], color="#bbbbbb", linestyle="--", linewidth=1)  # a classifier that guesses
+    for name, curve in curves.items():
+        if curve.get("fpr"):
+            area = float(np.trapezoid(curve["tpr"], curve["fpr"]))
+            ax.plot(curve["fpr"], curve["tpr"], label=f"{name} (AUC {area:.3f})")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.02),
+           title="ROC per class")
+    ax.legend(fontsize="small", loc="lower right")
     fig.tight_layout()
     return fig
 

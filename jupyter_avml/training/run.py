@@ -78,9 +78,11 @@ def train(config: AutoMLImageConfig, *, workspace: str | os.PathLike | Workspace
     """
     from jupyter_avml.tracking.store import DEFAULT_EXPERIMENT, Tracker
     from jupyter_avml.training.data import load_run_data
+    from jupyter_avml.training.incremental import check_start_model
 
     ws = Workspace.resolve(workspace if workspace is not None else config.workspace)
     data = load_run_data(config, ws)  # bad data fails here, before a run is recorded
+    start_model = check_start_model(config, ws, data.class_names)  # so does a checkpoint that cannot continue
     tracker = Tracker(ws, config.tracking_uri)
     run_tags = {"task": config.task_type.value, "model_name": config.model_name, **(tags or {})}
     run_id = tracker.start_run(experiment=experiment or DEFAULT_EXPERIMENT, run_name=run_name or config.run_name,
@@ -94,7 +96,8 @@ def train(config: AutoMLImageConfig, *, workspace: str | os.PathLike | Workspace
         write_run_json(folder.path, run_id=run_id, task=config.task_type.value, model_name=config.model_name,
                        status="running", experiment=experiment or DEFAULT_EXPERIMENT, parent_run_id=parent_run_id,
                        primary_metric=config.task_type.primary_metric, created=time.time(), pid=os.getpid())
-        return _execute(config, ws, tracker, folder, data, callbacks, stop_signal, resume=False)
+        return _execute(config, ws, tracker, folder, data, callbacks, stop_signal, resume=False,
+                        start_model=start_model)
     except BaseException as exc:
         _record_setup_failure(tracker, folder, exc)
         if is_disk_full(exc):
@@ -113,6 +116,7 @@ def resume(run_id: str, *, workspace: str | os.PathLike | Workspace | None = Non
     """
     from jupyter_avml.tracking.store import Tracker
     from jupyter_avml.training.data import load_run_data
+    from jupyter_avml.training.incremental import check_start_model
 
     ws = Workspace.resolve(workspace)
     folder = RunFolder(find_run_dir(ws, run_id))
@@ -125,6 +129,7 @@ def resume(run_id: str, *, workspace: str | os.PathLike | Workspace | None = Non
         if not resuming:
             log.info("run %s has no epoch checkpoint yet: starting it from the beginning", run_id)
         data = load_run_data(config, ws)
+        start_model = None if resuming else check_start_model(config, ws, data.class_names)
         tracker = Tracker(ws, config.tracking_uri)
         tracker.reopen(run_id)
         folder.stop_file.unlink(missing_ok=True)
@@ -132,7 +137,8 @@ def resume(run_id: str, *, workspace: str | os.PathLike | Workspace | None = Non
                   "primary_metric": config.task_type.primary_metric, "created": folder.config_file.stat().st_mtime}
         write_run_json(folder.path, **{k: v for k, v in record.items() if k not in info},
                        status="running", pid=os.getpid(), error=None, ended=None)
-        return _execute(config, ws, tracker, folder, data, callbacks, stop_signal, resume=resuming)
+        return _execute(config, ws, tracker, folder, data, callbacks, stop_signal, resume=resuming,
+                        start_model=start_model)
     except BaseException as exc:
         if is_disk_full(exc):
             raise _one_line(exc) from None  # one line for the user; the traceback is in train.log
@@ -142,7 +148,7 @@ def resume(run_id: str, *, workspace: str | os.PathLike | Workspace | None = Non
 
 
 def _execute(config, ws: Workspace, tracker, folder: RunFolder, data, callbacks, stop_signal,
-             resume: bool) -> RunSummary:
+             resume: bool, start_model=None) -> RunSummary:
     from jupyter_avml.training.engine import finished_event
     from jupyter_avml.training.outputs import write_run_outputs
 
@@ -160,7 +166,7 @@ def _execute(config, ws: Workspace, tracker, folder: RunFolder, data, callbacks,
                      " (resumed)" if resume else "", config.model_name, len(data.train), len(data.valid),
                      len(data.class_names))
         trainer = build_trainer(config, data, run_id=run_id, run_dir=folder.path, callbacks=events,
-                                stop_signal=stop_signal)
+                                stop_signal=stop_signal, start_model=start_model)
         result = trainer.fit(resume=resume)
         best = result.best_result or result.last_result
         write_run_outputs(folder.outputs_dir, class_names=data.class_names, primary_metric=primary, best=best,
@@ -242,23 +248,26 @@ def _one_line(exc: BaseException) -> BaseException:
 
 
 # -- which trainer -----------------------------------------------------------------------------------------
-def build_trainer(config: AutoMLImageConfig, data, *, run_id: str, run_dir: Path, callbacks, stop_signal):
+def build_trainer(config: AutoMLImageConfig, data, *, run_id: str, run_dir: Path, callbacks, stop_signal,
+                  start_model=None):
     """The engine (with the family's recipe) or the family's own runner that trains ``config.model_name``.
 
     The family record (``models.families``) says which: a recipe class takes (config, class_names,
     train_records, valid_records); a runner class takes (config, data, run_id=, run_dir=, callbacks=,
-    stop_signal=) and has ``fit(resume) -> TrainResult``.
+    stop_signal=, start_model=) and has ``fit(resume) -> TrainResult``. ``start_model``
+    (``training.incremental``): the weights a new run starts from (``checkpoint_run_id``), or None.
     """
     from jupyter_avml.models.families import get_family
 
     family = get_family(config.model_spec.family)
     if family.trainer_kind == "runner":
         return family.trainer_class()(config, data, run_id=run_id, run_dir=run_dir, callbacks=callbacks,
-                                      stop_signal=stop_signal)
+                                      stop_signal=stop_signal, start_model=start_model)
     from jupyter_avml.training.engine import Trainer
 
     recipe = family.trainer_class()(config, data.class_names, data.train, data.valid)
-    return Trainer(recipe, config, run_id=run_id, run_dir=run_dir, callbacks=callbacks, stop_signal=stop_signal)
+    return Trainer(recipe, config, run_id=run_id, run_dir=run_dir, callbacks=callbacks, stop_signal=stop_signal,
+                   start_model=start_model)
 
 
 # -- the run's log file --------------------------------------------------------------------------------------

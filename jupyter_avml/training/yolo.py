@@ -265,8 +265,9 @@ class YoloRunner:
     """
 
     def __init__(self, config: AutoMLImageConfig, data, *, run_id: str, run_dir: Path,
-                 callbacks: CallbackList | None = None, stop_signal: StopSignal | None = None):
+                 callbacks: CallbackList | None = None, stop_signal: StopSignal | None = None, start_model=None):
         self.config = config
+        self.start_model = start_model  # incremental training: the weights a new run starts from
         self.data = data
         self.run_id = run_id
         self.run_dir = Path(run_dir)
@@ -347,6 +348,10 @@ class YoloRunner:
         trainer = trainer_class()(self, overrides, self.layout)
         torch.set_num_threads(threads)  # ultralytics' select_device resets the CPU thread count
         self.device = trainer.device  # the same device, with the index ultralytics resolved ("cuda" -> cuda:0)
+        if self.start_model is not None and not resuming:  # before ultralytics copies the model into its EMA
+            from jupyter_avml.training.incremental import load_start_weights
+
+            load_start_weights(yolo.model, self.start_model)
         trainer.model = yolo.model
         for event, callback in (("on_train_start", lambda _: self.book.run_started()),
                                 ("on_train_epoch_start", self._on_epoch_start),

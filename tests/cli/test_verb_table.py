@@ -14,7 +14,7 @@ from jupyter_avml.cli import train as train_verbs
 from jupyter_avml.cli.main import shell_parsers
 from jupyter_avml.cli.overrides import SET_ARG, apply_overrides, parse_override
 from jupyter_avml.cli.table import BOTH, JSON_ARG, NOTEBOOK, SHELL, WORKSPACE_ARG, Arg, Verb
-from jupyter_avml.cli.verbs import CELL_ARGS, VERBS, verbs_in
+from jupyter_avml.cli.verbs import CELL_ARGS, GROUPS, VERBS, verbs_in
 from jupyter_avml.errors import ConfigError
 from tests.cli.doors import avml, cell, magics, one_line
 
@@ -46,6 +46,8 @@ def sample_argv(verb: Verb, arguments: list[Arg], everything: bool) -> list[str]
             argv += [flag, list(options["choices"])[-1]]
         elif options.get("type") is int:
             argv += [flag, "3"]
+        elif options.get("type") is float:
+            argv += [flag, "0.5"]
         else:
             argv += [flag, f"{item.dest}-value"]
     return argv
@@ -75,8 +77,8 @@ def test_every_verb_is_in_both_doors_or_says_why():
 
 
 def test_each_door_parses_exactly_the_verbs_of_the_table(shell):
-    shell_verbs = set(shell_parsers()[1]) - {"runs", "datasets"}
-    notebook_verbs = set(_notebook_parsers(shell)[1]) - {"runs", "datasets"}
+    shell_verbs = set(shell_parsers()[1]) - set(GROUPS)
+    notebook_verbs = set(_notebook_parsers(shell)[1]) - set(GROUPS)
     assert shell_verbs == {v.name for v in verbs_in(SHELL)}
     assert notebook_verbs == {v.name for v in verbs_in(NOTEBOOK)}
     assert "attach" in notebook_verbs and "attach" not in shell_verbs

@@ -209,8 +209,8 @@ def _assert_same_annotations(original: dict, back: dict, task: ImageTask) -> Non
         geometries = [g for g in map(expected_geometry, matches) if g is not None]
         if task is SEG and not geometries:
             continue  # an RLE source
-        assert any(len(g) == len(got) and all(_close(a, b, 1e-6) for a, b in zip(g, got)) for g in geometries), \
-            (got, geometries)
+        assert any(len(g) == len(got) and all(_close(a, b, 1e-6) for a, b in zip(g, got, strict=True))
+                   for g in geometries), (got, geometries)
         compared += 1
     assert compared > 0
 

@@ -148,7 +148,7 @@ def test_voc_pedmasks_without_xml_use_the_label_option(tmp_path):
     assert report.task is SEG and report.written == 1 and report.objects == 3
     assert has(report.dropped, "FudanPed00002_mask.png", "mask size 32x24 differs from the image's 64x48")
     (record,) = read_back(out, SEG).records
-    for value, obj in zip((1, 2, 3), record.label):
+    for value, obj in zip((1, 2, 3), record.label, strict=True):
         assert obj.label == "person" and not obj.is_crowd
         back = polygons_to_mask(denormalize_polygons(obj.polygon, 64, 48), 48, 64)
         assert np.array_equal(back, inst == value)

@@ -50,7 +50,7 @@ def test_register_creates_version_1_with_an_absolute_snapshot(shapes, workspace)
     snapshot = [json.loads(line) for line in v1.path.read_text().splitlines()]
     originals = [json.loads(line) for line in shapes.read_text().splitlines()]
     assert [r["label"] for r in snapshot] == [r["label"] for r in originals]
-    for row, original in zip(snapshot, originals):
+    for row, original in zip(snapshot, originals, strict=True):
         assert row["image_url"] == str((shapes.parent / original["image_url"]).resolve())
     index = json.loads((workspace / "datasets" / "shapes" / "index.json").read_text())
     assert [e["version"] for e in index["versions"]] == [1]

@@ -146,7 +146,7 @@ def test_files_ultralytics_would_decode_differently_are_converted_with_our_decod
     placed = sorted(layout.images_dir("train").iterdir())
     assert [p.name for p in placed] == ["000000.png", "000001.png", "000002.png", "000003.png", "000004.png",
                                         "000005.jpg"]
-    for path, source in zip(placed[:4], (rgba, rotated, trailing, gif)):
+    for path, source in zip(placed[:4], (rgba, rotated, trailing, gif), strict=True):
         assert not os.path.samefile(path, source)
         np.testing.assert_array_equal(np.asarray(Image.open(path)), np.asarray(load_image(source)))
     assert Image.open(placed[1]).size == (20, 40)  # upright

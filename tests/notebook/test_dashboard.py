@@ -7,12 +7,19 @@ import base64
 import re
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
-from jupyter_avml.dashboard import (DashboardModel, DashboardSource, DashboardUpdater, ExperimentFiles,
-                                    open_dashboard, static_summary)
+from jupyter_avml.dashboard import (
+    DashboardModel,
+    DashboardSource,
+    DashboardUpdater,
+    ExperimentFiles,
+    open_dashboard,
+    static_summary,
+)
 from jupyter_avml.sweep.state import ChildState, ExperimentState
 from jupyter_avml.training.events import BatchProgress, EpochMetrics, EpochStarted, RunStarted
 
@@ -275,7 +282,7 @@ def test_updater_renders_changes_at_most_twice_a_second_and_ends_after_the_final
     assert updater.ended_because == "finished"
     assert renders[-1][1] == "stopped"
     assert len(renders) <= elapsed / 0.5 + 2
-    gaps = [b[0] - a[0] for a, b in zip(renders, renders[1:])]
+    gaps = [b[0] - a[0] for a, b in pairwise(renders)]
     assert min(gaps) >= 0.45
     assert updater.last.row(0).history[-1] == (30, 0.75)  # batched: the last render has everything
 
@@ -408,7 +415,8 @@ def test_replay_of_a_recorded_sweep_through_the_files(tmp_path):
     assert snap.finished and snap.status == "completed" and snap.best_child == final.best_child
     assert all(len(r.history) == r.number_of_epochs == 3 for r in snap.rows)
     assert widget.chart.value.count('class="avml-series"') == 2
-    assert f'class="avml-row avml-status-completed avml-best" data-child="{final.best_child}"' in widget.leaderboard.value
+    best_row = f'class="avml-row avml-status-completed avml-best" data-child="{final.best_child}"'
+    assert best_row in widget.leaderboard.value
     # In this recording the events told an epoch's metric before the driver's state did: the dashboard showed it.
     assert ahead >= 1
     widget.close()

@@ -199,7 +199,7 @@ def to_fraction_box(xmin: float, ymin: float, xmax: float, ymax: float, width: f
     values = (xmin, ymin, xmax, ymax)
     if not all(math.isfinite(v) for v in values):
         raise Skip(f"box coordinates are not finite numbers ({values})")
-    shown = ", ".join(f"{k}={_num(v)}" for k, v in zip(("xmin", "ymin", "xmax", "ymax"), values))
+    shown = ", ".join(f"{k}={_num(v)}" for k, v in zip(("xmin", "ymin", "xmax", "ymax"), values, strict=True))
     if xmax < xmin or ymax < ymin:
         raise Skip(f"box corners are swapped: xmax < xmin or ymax < ymin ({shown})")
     if not normalized:
@@ -247,7 +247,7 @@ def to_fraction_polygon(segments: Iterable[Sequence[float]], width: float, heigh
             if notes is not None:
                 notes.append(f"polygon segment {index} has fewer than 3 points, left out ({_short(seg)})")
             continue
-        flat = [v for pair in zip(xs, ys) for v in (min(max(pair[0], 0.0), 1.0), min(max(pair[1], 0.0), 1.0))]
+        flat = [min(max(v, 0.0), 1.0) for pair in zip(xs, ys, strict=True) for v in pair]
         if abs(polygon_area(flat)) < MIN_SEGMENT_AREA:
             if notes is not None:
                 notes.append(f"polygon segment {index} has zero area, left out ({_short(seg)})")

@@ -102,7 +102,7 @@ def _one_hot(row: list[str], header: list[str]) -> tuple[str, ...]:
     if len(row) != len(header):
         raise Skip(f"expected {len(header)} columns as in the header, got {len(row)}")
     labels = []
-    for cls, cell in zip(header[1:], row[1:]):
+    for cls, cell in zip(header[1:], row[1:], strict=True):
         value = cell.lower()
         if value in _TRUE:
             labels.append(cls)

@@ -303,7 +303,7 @@ def _parse_xml(xml: Path) -> _Parsed:
         elif not (width == 0 and height == 0):  # 0x0 is written by some tools for "unknown"
             raise Skip(f"<size> width/height must be positive ({width:g}x{height:g})")
     objects = []
-    for number, obj in enumerate(root.findall("object"), 1):
+    for obj in root.findall("object"):
         name = (obj.findtext("name") or "").strip()
         box = None
         if not name:
