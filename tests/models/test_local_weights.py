@@ -273,3 +273,38 @@ def test_the_sizes_avml_models_shows_are_the_networks(name):
     model = _build(spec, 1000 if spec.family == "timm" else 1, pretrained=False)
     millions = sum(p.numel() for p in model.parameters()) / 1e6
     assert spec.parameters_millions == pytest.approx(millions, rel=0.1)
+
+
+def test_the_packaged_imagenet_weights_recognise_real_photos(shared_data):
+    """Beyond equal tensors: mapped in order with its ImageNet classifier, EfficientNet-Lite0 names what COCO
+    photos show (a mapping that paired tensors of equal shape in the wrong order would not)."""
+    import json
+
+    import timm
+    from PIL import Image
+    from timm.data import ImageNetInfo
+
+    from jupyter_avml.models.transforms import eval_transform
+
+    torch.set_num_threads(1)
+    spec = _installed("efficientnet_lite0")
+    folder = shared_data / "coco-sample"
+    if not folder.is_dir():
+        pytest.skip(f"no {folder}")
+    model = timm.create_model(spec.backend, pretrained=False, num_classes=1000)
+    model.load_state_dict(OrderedKeyMapping().apply(spec.local_weights.read(what="lite0"), model.state_dict(),
+                                                    what="lite0"))
+    model.eval()
+    transform = eval_transform(256, 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # the TensorFlow release's
+    annotations = json.loads((folder / "annotations.json").read_text())
+    names = {image["id"]: image["file_name"] for image in annotations["images"]}
+    expected = {"000000128372.jpg": ("minibus", "trolleybus", "school bus"),  # a bus in a street
+                "000000343934.jpg": ("motor scooter", "moped")}              # a motorcycle
+    info = ImageNetInfo()
+    for file_name, classes in expected.items():
+        assert file_name in names.values()
+        image = Image.open(folder / "images" / file_name).convert("RGB")
+        with torch.no_grad():
+            top3 = model(transform(image)[None])[0].topk(3).indices.tolist()
+        described = [info.index_to_description(i) for i in top3]
+        assert any(d.startswith(classes) for d in described), (file_name, described)
