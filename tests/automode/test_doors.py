@@ -40,6 +40,17 @@ def test_iterations_without_a_search_space_is_automode(shapes):
     assert parse_experiment({"task": MC, "training_data": str(shapes), "model_name": "resnet18"}).automode is None
 
 
+def test_the_newer_limits_section_asks_for_automode_within_its_budget(shapes):
+    spec = parse_experiment({"task": MC, "training_data": str(shapes), "device": "cpu", "pretrained": 0,
+                             "limits": {"max_trials": 7, "max_concurrent_trials": 2, "timeout_minutes": 30}})
+    assert spec.sampling == "auto" and spec.iterations == 7 and spec.max_concurrent_iterations == 2
+    assert spec.budget_seconds == 1800
+    assert len(spec.automode.portfolio) == 6  # at most 6 entries; the rest of max_trials refines
+    hours = parse_experiment({"task": MC, "training_data": str(shapes), "device": "cpu", "pretrained": 0,
+                              "iterations": 3, "experiment_timeout_hours": 0.5})
+    assert hours.sampling == "auto" and hours.budget_seconds == 1800 and len(hours.automode.portfolio) == 3
+
+
 def test_the_recorded_plan_is_the_plan(shapes, tmp_path):
     spec = parse_experiment({"task": MC, "training_data": str(shapes), "device": "cpu", "pretrained": 0,
                              "iterations": 4, "early_termination_policy": {"type": "bandit", "slack_factor": 0.1}})
