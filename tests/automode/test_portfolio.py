@@ -111,3 +111,18 @@ def test_no_model_at_hand_is_a_clear_error(shapes, weights_at_hand):
         make_plan(MC, _fixed(shapes), iterations=4, user_policy=False, hardware=CPU)
     with pytest.raises(ConfigError, match="AutoMode with pretrained_weights needs model_name"):
         make_plan(MC, _fixed(shapes, pretrained_weights="w.pt"), iterations=4, user_policy=False, hardware=CPU)
+
+
+def test_a_fine_tune_starts_without_warm_up_unless_the_user_chose_the_schedule(shapes, weights_at_hand):
+    weights_at_hand("efficientnet_lite0", "mobilenetv2")
+    base = {"task": MC, "training_data": str(shapes), "device": "cpu"}
+    entries = build_portfolio(MC, base, CPU).entries
+    assert all(e.params["warmup_cosine_lr_warmup_epochs"] == 0 and e.params["lr_scheduler"] == "warmup_cosine"
+               for e in entries)
+    stepped = build_portfolio(MC, {**base, "lr_scheduler": "step"}, CPU).entries
+    assert stepped and all("warmup_cosine_lr_warmup_epochs" not in e.params and "lr_scheduler" not in e.params
+                           for e in stepped)
+    warm = build_portfolio(MC, {**base, "warmup_cosine_lr_warmup_epochs": 1}, CPU).entries
+    assert all("warmup_cosine_lr_warmup_epochs" not in e.params for e in warm)
+    scratch = build_portfolio(MC, {**base, "pretrained": 0}, CPU).entries
+    assert all("warmup_cosine_lr_warmup_epochs" not in e.params for e in scratch)  # the spec's schedule

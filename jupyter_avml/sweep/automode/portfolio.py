@@ -19,6 +19,9 @@ with ``pretrained: 1`` a model whose weights would need a download is left out (
 offline), and the plan says so. Ties are broken by name: the portfolio is the same for the same settings,
 hardware and installed weights, whatever the seed (the seed drives the refinement).
 
+A fine-tune from pretrained weights runs the spec's warmup_cosine without warm-up epochs (``FINE_TUNE_SCHEDULE``,
+measured).
+
 Nothing here searches a value something else decides: a setting the user fixed is never part of an entry,
 an entry is validated by ``AutoMLImageConfig`` before it is kept, and the learning rate always goes with
 the optimizer it was chosen for (the user's optimizer when they fixed it).
@@ -125,6 +128,14 @@ RECIPES = (
     Recipe("sgd", "sgd", 0.01, 0.01, 0.0, "SGD with Nesterov momentum (the fine-tuning default)"),
     Recipe("adamw", "adamw", 0.001, 0.0001, -1.0, "AdamW (the alternative for sets SGD fits badly)"),
 )
+#: The schedule of a fine-tune from pretrained weights: the spec's warmup_cosine without its 2 warm-up epochs.
+#: A child of 3-6 epochs would spend a third of them warming up, and the early termination judges from epoch 1,
+#: where a warm-up leaves only the learning-rate ramp to judge. Measured on sign-digits (30 photos per digit,
+#: 240 for training, EfficientNet-Lite0 from its weights package at 96 px, SGD 0.01, batch 16, 3 epochs, one
+#: seed): validation accuracy 0.34 without warm-up against 0.18 with the spec's 2 epochs and 0.20 with a constant
+#: learning rate (from scratch: 0.10). The issue's quiet-machine figure (0.97-0.998 after 2-6 epochs at 128 px on
+#: the whole set) was also measured without a warm-up.
+FINE_TUNE_SCHEDULE = {"lr_scheduler": "warmup_cosine", "warmup_cosine_lr_warmup_epochs": 0}
 #: YOLO keeps ultralytics' own recipe (its learning rate default of the catalogue).
 NATIVE_SIZES = {"efficientnet_lite1": 240, "efficientnet_lite2": 260}
 
@@ -181,6 +192,8 @@ def build_portfolio(task, fixed: Mapping[str, Any], hardware: Hardware, *, size:
             continue
         for params, utility, why in _variants(spec, task, profile, hardware, pretrained, origin):
             params = {k: v for k, v in params.items() if k not in fixed}
+            if str(fixed.get("lr_scheduler", "warmup_cosine")).strip().lower() != "warmup_cosine":
+                params.pop("warmup_cosine_lr_warmup_epochs", None)  # the user's scheduler has no warm-up to set
             params = _with_fixed_optimizer(params, fixed, task)
             try:
                 AutoMLImageConfig.from_dict({**fixed, **params})
@@ -230,6 +243,8 @@ def _variants(spec, task, profile: HardwareProfile, hardware: Hardware, pretrain
         sizes = [s or NATIVE_SIZES.get(spec.name, 224) for s in profile.classification_sizes]
         common = {"training_batch_size": profile.classification_batch,
                   "number_of_epochs": profile.classification_epochs}
+        if pretrained:
+            common.update(FINE_TUNE_SCHEDULE)
     elif spec.family == "torchvision":
         sizes = list(profile.detection_sizes)
         common = {"training_batch_size": profile.detection_batch, "number_of_epochs": profile.detection_epochs}
