@@ -9,7 +9,21 @@ from __future__ import annotations
 
 import textwrap
 
-from jupyter_avml.cli import convert, datasets, demo, experiments, models, qa, runs, sweep, train, validate
+from jupyter_avml.cli import (
+    convert,
+    datasets,
+    demo,
+    experiments,
+    export,
+    models,
+    predict,
+    qa,
+    runs,
+    serve,
+    sweep,
+    train,
+    validate,
+)
 from jupyter_avml.cli.overrides import SET_ARG
 from jupyter_avml.cli.table import NOTEBOOK, SHELL, Verb, arg, synopsis, usage
 
@@ -33,6 +47,9 @@ VERBS: tuple[Verb, ...] = (
     *sweep.VERBS,  # sweep, resume
     *experiments.VERBS,  # list, status, stop, best, register, attach
     *qa.VERBS,  # qa check, import, predict, evaluate, mistakes, review, export
+    *predict.VERBS,  # predict, score
+    *serve.VERBS,  # serve, deploy, deployments
+    *export.VERBS,
     HELP,
 )
 

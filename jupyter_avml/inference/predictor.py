@@ -1,7 +1,8 @@
 """``load_model(task, path, **model_settings)``: a trained model, ready to predict (spec section 11).
 
-``path`` may be a ``model.pt`` file, a run's ``outputs`` folder or run folder, or a registered model
-``models:/NAME/VERSION`` (also ``models:/NAME/latest``). ``model_settings`` default to the values used in
+``path`` may be a ``model.pt`` file, a run's ``outputs`` folder or run folder, a registered model
+``models:/NAME/VERSION`` (also ``models:/NAME/latest``), or an ONNX export folder (``avml export``; run by
+onnxruntime, ``inference.onnx_runtime``). ``model_settings`` default to the values used in
 training and validation and may be changed for inference:
 
 * classification: ``valid_resize_size``, ``valid_crop_size``;
@@ -58,6 +59,10 @@ def load_model(task: ImageTask | str | os.PathLike, path: str | os.PathLike | No
 
     if path is None:
         path, task = task, None
+    from jupyter_avml.inference.onnx_runtime import load_onnx_model, onnx_export_folder  # an ONNX export folder
+
+    if not os.fspath(path).startswith("models:/") and (onnx_folder := onnx_export_folder(path)) is not None:
+        return load_onnx_model(onnx_folder, task, device=device, **model_settings)
     model_file = resolve_model_file(path, workspace)
     payload = read_model_file(model_file)
     try:

@@ -1,13 +1,15 @@
 """The MLflow Model Registry: register a run's model (``register_run_model``, by run id), get it back by URI.
 
-A registered model ``NAME`` has versions 1, 2, ... Each version points at the run's ``outputs/model.pt``
-artifact and carries tags a deployment needs without opening the file: ``task``, ``model_name``,
-``primary_metric``, ``primary_metric_value``, ``labels`` (the class names, JSON), ``config`` (the resolved
-configuration, JSON) and the caller's tags (a sweep adds ``avml.experiment``/``avml.child`` for its best child:
-resolving an experiment to a run is the sweep's job, this module knows runs only).
+A registered model ``NAME`` has versions 1, 2, ... Each version points at the run's ``outputs`` artifact folder,
+an MLflow pyfunc model around ``model.pt`` (``serving.packaging``), so that
+``mlflow.pyfunc.load_model("models:/NAME/VERSION")`` loads it. A version carries tags a deployment needs without
+opening the file: ``task``, ``model_name``, ``primary_metric``, ``primary_metric_value``, ``labels`` (the class
+names, JSON), ``config`` (the resolved configuration, JSON) and the caller's tags (a sweep adds
+``avml.experiment``/``avml.child`` for its best child: resolving an experiment to a run is the sweep's job, this
+module knows runs only).
 
 ``load_model("models:/NAME/VERSION")`` (or ``models:/NAME/latest``) resolves through
-``download_registered_model``: the artifact file itself when it is local, else a copy downloaded into
+``download_registered_model``: the artifact's ``model.pt`` itself when it is local, else a copy downloaded into
 ``<workspace>/cache/models/NAME/VERSION/``.
 """
 
@@ -57,7 +59,9 @@ def register_run_model(run_id: str, name: str, *, workspace: str | os.PathLike |
     metrics = _read_json(run_dir / "outputs" / "metrics.json", {})
     tracker = _tracker(ws, config.get("tracking_uri"))
     client = tracker.client
-    source = _artifact_source(tracker, run_id, model_file)
+    from jupyter_avml.serving.packaging import logged_mlflow_model
+
+    source = logged_mlflow_model(tracker, run_id, model_file.parent)  # the outputs folder: an MLflow model
 
     from mlflow.exceptions import MlflowException
 
@@ -81,21 +85,6 @@ def register_run_model(run_id: str, name: str, *, workspace: str | os.PathLike |
     }
     version = client.create_model_version(name, source, run_id=run_id, tags=tags, description=description)
     return int(version.version)
-
-
-def _artifact_source(tracker, run_id: str, model_file: Path) -> str:
-    """The URI of the run's ``outputs/model.pt`` artifact, logging it first if the run never did."""
-    run = tracker.get_run(run_id)
-    base = run.info.artifact_uri.rstrip("/")
-    source = f"{base}/{MODEL_ARTIFACT}"
-    local = _local_path(source)
-    if local is not None and not local.is_file():
-        tracker.client.log_artifact(run_id, str(model_file), "outputs")
-    elif local is None:
-        listed = {f.path for f in tracker.client.list_artifacts(run_id, "outputs")}
-        if MODEL_ARTIFACT not in listed:
-            tracker.client.log_artifact(run_id, str(model_file), "outputs")
-    return source
 
 
 def parse_model_uri(uri: str) -> tuple[str, str]:
@@ -136,6 +125,8 @@ def download_registered_model(uri: str, workspace: str | os.PathLike | Workspace
         raise NotFoundError(f"cannot read {uri}: {exc}") from None
     source = model_version.source
     local = _local_path(source)
+    if local is not None and local.is_dir() and (local / "model.pt").is_file():  # an MLflow model folder
+        return local / "model.pt"
     if local is not None and local.is_file():
         return local
     target = ws.ensure("cache", "models", _safe(name), str(number))

@@ -7,7 +7,9 @@
   (classification): the data behind the plots;
 * ``loss_curve.png``, ``metric_curve.png``, ``confusion_matrix.png``, ``pr_curves.png``, ``roc_curves.png``
   (matplotlib);
-* ``config.yaml``: the resolved configuration.
+* ``config.yaml``: the resolved configuration;
+* ``MLmodel`` and MLflow's files (the folder is an MLflow pyfunc model around ``model.pt``),
+  ``scoring_file_v_1_0_0.py``, ``conda_env_v_1_0_0.yml``: the model packaged for deployment (``serving.packaging``).
 """
 
 from __future__ import annotations
@@ -67,7 +69,25 @@ def write_run_outputs(outputs_dir: Path, *, class_names: list[str], primary_metr
         files["roc_curves"] = write_json(outputs_dir / "roc_curves.json", best.roc_curves)
     files.update(write_plots(outputs_dir, class_names=class_names, primary_metric=primary_metric, best=best,
                              history=history))
+    files.update(package_for_deployment(outputs_dir))
     return files
+
+
+def package_for_deployment(outputs_dir: Path) -> dict[str, Path]:
+    """The MLflow model, scoring file and environment file beside ``model.pt`` (``serving.packaging``). A
+    failure is logged, not raised: the trained model stays, and registering it packages it again."""
+    if not (outputs_dir / "model.pt").is_file():
+        return {}
+    from jupyter_avml.serving.packaging import package_model
+
+    try:
+        return package_model(outputs_dir)
+    except Exception as exc:  # noqa: BLE001 - the run's model must not be lost to a packaging problem
+        import logging
+
+        logging.getLogger(__name__).warning("could not package %s for deployment: %s: %s", outputs_dir,
+                                            type(exc).__name__, exc)
+        return {}
 
 
 def write_plots(outputs_dir: Path, *, class_names: list[str], primary_metric: str, best: MetricsResult | None,
