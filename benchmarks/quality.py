@@ -32,6 +32,18 @@ evaluation of each, the detection pair) but gives no quality figure: on that loa
     (2) raccoon, 1.5 min each, 384 px, batch 4: fasterrcnn_mobilenetv2_fpn 0.158 test mAP@0.5 (12 test images),
         fasterrcnn_resnet18_fpn from scratch 0.173; neither finished an epoch (untrained-head noise).
 
+A second smoke run (11:42-11:56 UTC, load average 4 to 5, after AutoMode's fine-tunes lost their warm-up):
+
+    (1) AutoMode, 3 min: child 0 efficientnet_lite0 at 128 px finished 1 of 6 epochs before the timeout:
+        validation 0.167, TEST 0.150; spec defaults from scratch (vitb16r224) 214 s: TEST 0.100, no epoch done;
+        efficientnet_lite0 from scratch, in-process, 189 s: 20 epochs, TEST 0.375. AutoMode's child ran about
+        20 times slower per epoch than the same network trained in-process at the same moment: the sweep's
+        child path (driver and worker start, the spare worker's warm-up, one slot of 2 threads) is what loses
+        at equal wall time on this machine; profile it before the full run.
+    (2) raccoon, 1.5 min each: fasterrcnn_mobilenetv2_fpn TEST mAP@0.5 0.227 (3 epochs), fasterrcnn_resnet18_fpn
+        from scratch 0.334 (12 test images, 48 training images: not the issue's comparison, which needs the full
+        set and 8 minutes each).
+
 A controlled point on the same machine (sign-digits, 30 photos per digit, 240 for training and 60 held out;
 EfficientNet-Lite0 at 96 px, SGD 0.01, batch 16, 3 epochs, one seed): validation / test accuracy 0.18 / 0.13
 from its ImageNet weights with the spec's schedule (2 warm-up epochs), 0.34 / 0.25 without warm-up (what
