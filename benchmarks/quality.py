@@ -36,10 +36,10 @@ A second smoke run (11:42-11:56 UTC, load average 4 to 5, after AutoMode's fine-
 
     (1) AutoMode, 3 min: child 0 efficientnet_lite0 at 128 px finished 1 of 6 epochs before the timeout:
         validation 0.167, TEST 0.150; spec defaults from scratch (vitb16r224) 214 s: TEST 0.100, no epoch done;
-        efficientnet_lite0 from scratch, in-process, 189 s: 20 epochs, TEST 0.375. AutoMode's child ran about
-        20 times slower per epoch than the same network trained in-process at the same moment: the sweep's
-        child path (driver and worker start, the spare worker's warm-up, one slot of 2 threads) is what loses
-        at equal wall time on this machine; profile it before the full run.
+        efficientnet_lite0 from scratch, in-process, 189 s: 20 epochs, TEST 0.375. AutoMode's child ran far
+        slower per epoch than the from-scratch run a few minutes later; a one-child sweep on the quiet machine
+        right after (11:57, load 0.8; 20 photos per digit, 128 px, batch 16) ran 0.4-0.5 s a batch and two
+        epochs in 14 s of sweep wall time, so the difference was the other users' load, not the sweep's path.
     (2) raccoon, 1.5 min each: fasterrcnn_mobilenetv2_fpn TEST mAP@0.5 0.227 (3 epochs), fasterrcnn_resnet18_fpn
         from scratch 0.334 (12 test images, 48 training images: not the issue's comparison, which needs the full
         set and 8 minutes each).
