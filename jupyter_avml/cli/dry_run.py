@@ -78,6 +78,8 @@ class DryRun:
             return [{}]
         if config.sampling == "bayesian":
             return []
+        if config.automode is not None:  # AutoMode: its portfolio (the refinements depend on results)
+            return config.automode.portfolio[:min(config.iterations, SHOWN_CONFIGURATIONS)]
         from jupyter_avml.sweep.sampling import make_sampler
 
         sampler = make_sampler(config.sampling, config.space, seed=config.seed)
@@ -126,7 +128,13 @@ class DryRun:
                 ("early termination", ", ".join(f"{k}={v}" for k, v in policy.items()) if policy else "none")]
         if config.trial_timeout_seconds:
             rows.append(("trial timeout", format_duration(config.trial_timeout_seconds)))
-        if config.has_search_space:
+        if config.automode is not None:
+            plan = config.automode
+            rows.append(("automode", f"{plan.hardware.get('kind', '?')}: {len(plan.subspaces)} portfolio entries, "
+                                     f"then Bayesian refinement around the best child"))
+            rows += [(f"portfolio {i}", why) for i, why in enumerate(plan.whys)]
+            rows += [(f"left out {i}", note) for i, note in enumerate(plan.notes)]
+        elif config.has_search_space:
             rows.append(("search space", _space_text(config.space.to_config())))
         if config.beyond_spec:  # allowed here on purpose; a user porting back to the cloud must change them
             rows.append(("beyond the cloud system", "; ".join(config.beyond_spec)))

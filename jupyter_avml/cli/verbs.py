@@ -15,6 +15,7 @@ from jupyter_avml.cli import (
     demo,
     experiments,
     export,
+    models,
     predict,
     qa,
     runs,
@@ -42,7 +43,7 @@ HELP = Verb("help", "this overview, or the arguments of VERB", help_verb,
             text=lambda text, args, door: print(text))
 
 VERBS: tuple[Verb, ...] = (
-    *demo.VERBS, *validate.VERBS, *convert.VERBS, *datasets.VERBS, *train.VERBS, *runs.VERBS,
+    *demo.VERBS, *validate.VERBS, *convert.VERBS, *datasets.VERBS, *models.VERBS, *train.VERBS, *runs.VERBS,
     *sweep.VERBS,  # sweep, resume
     *experiments.VERBS,  # list, status, stop, best, register, attach
     *qa.VERBS,  # qa check, import, predict, evaluate, mistakes, review, export

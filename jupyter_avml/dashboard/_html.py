@@ -94,6 +94,10 @@ def _row_html(rank: int, row: ChildRow) -> str:
     style = "background:#fff8e1;font-weight:600;" if row.is_best else ""
     classes = f"avml-row avml-status-{row.status}" + (" avml-best" if row.is_best else "")
     params = ", ".join(f"{k}={format_value(v)}" for k, v in row.params) or "defaults"
+    why = ""
+    if row.why:  # AutoMode: why this configuration was chosen (the full text in the tooltip)
+        why = (f'<div class="avml-row-why" title="{escape(row.why)}" style="font-weight:normal;color:#555;'
+               f'font-size:11px;">chosen: {escape(_short(row.why, NOTE_CHARS))}</div>')
     note = ""
     if row.note:
         note = (f'<div class="avml-row-note" style="font-weight:normal;color:#555;font-size:11px;max-width:320px;">'
@@ -107,7 +111,7 @@ def _row_html(rank: int, row: ChildRow) -> str:
             f'data-epoch="{row.epoch}" data-best="{"" if row.best is None else f"{row.best:.6g}"}" style="{style}">'
             f'<td style="{_CELL}">{rank}</td><td style="{_CELL}">{row.id}{star}</td>'
             f'<td style="{_CELL}">{escape(row.model_name)}</td>'
-            f'<td style="{_CELL}max-width:300px;">{escape(params)}</td>'
+            f'<td style="{_CELL}max-width:300px;">{escape(params)}{why}</td>'
             f'<td style="{_CELL}">{status_badge(row.status, row.note)}{note}</td>'
             f'<td style="{_CELL}white-space:nowrap;">'
             f'{_bar(row.fraction, STATUS_COLORS.get(row.status, "#757575"))} {epochs}</td>'

@@ -47,6 +47,7 @@ class ChildRow:
     best_epoch: int | None
     run_id: str | None
     is_best: bool = False
+    why: str | None = None               # why the sampler chose it (AutoMode's portfolio or refinement)
 
     @property
     def finished(self) -> bool:
@@ -194,7 +195,7 @@ class DashboardModel:
             status=child.status, note=child.reason or child.error, epoch=epoch, progress=progress,
             number_of_epochs=epochs, history=history, current=history[-1][1] if history else None,
             best=best_value if best_value is not None and _finite(best_value) else None, best_epoch=best_epoch,
-            run_id=child.run_id)
+            run_id=child.run_id, why=child.why)
 
     @staticmethod
     def _best_child(state: ExperimentState, rows: list[ChildRow]) -> int | None:

@@ -10,8 +10,9 @@ Where the starting weights come from, in order:
    :func:`jupyter_avml.models.weights_files.read_state_dict`),
    whatever ``pretrained`` says. The classifier head is reinitialised when its shape differs; every other
    difference is an error. ViT position embeddings are resampled to ``img_size`` by timm's checkpoint filter.
-2. ``pretrained=True``: timm's own loading from the Hugging Face hub (or its cache). With ``HF_HUB_OFFLINE``
-   set, only the cache is consulted, and a miss fails at once.
+2. ``pretrained=True``: the catalogue entry's ``local_weights`` when it has one (a pip package's file,
+   checksum verified, mapped in order: ``local_weights.py``); else timm's own loading from the Hugging Face
+   hub (or its cache). With ``HF_HUB_OFFLINE`` set, only the cache is consulted, and a miss fails at once.
 3. ``pretrained=False``: random initialisation.
 
 Failures to obtain weights raise :class:`~jupyter_avml.errors.WeightsUnavailableError` with guidance.
@@ -98,6 +99,12 @@ def build_classifier(spec: ModelSpec, num_classes: int, *, pretrained: bool = Tr
         return model
     if not pretrained:
         return timm.create_model(spec.backend, pretrained=False, **kwargs)
+    if spec.local_weights is not None:  # weights a pip package installs: never the hub
+        from jupyter_avml.models.local_weights import load_local_weights
+
+        model = timm.create_model(spec.backend, pretrained=False, **kwargs)
+        load_local_weights(model, spec.local_weights, what=f"Pretrained weights for {spec.name}")
+        return model
     return _create_pretrained(spec, cfg, kwargs)
 
 

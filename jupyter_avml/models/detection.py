@@ -1,4 +1,5 @@
-"""Faster R-CNN, Mask R-CNN and RetinaNet with ResNet-FPN backbones (torchvision), spec section 4.
+"""Faster R-CNN, Mask R-CNN and RetinaNet with ResNet-FPN backbones (torchvision), spec section 4; the same
+detectors on MobileNetV2 and EfficientNet-Lite0 backbones are built by ``detection_backbones.py``.
 
 Contract of the networks built here (torchvision's detection API):
 
@@ -36,6 +37,7 @@ from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from jupyter_avml.errors import WeightsUnavailableError
+from jupyter_avml.models.detection_backbones import LIGHT_BACKBONES, build_light_detector
 from jupyter_avml.models.weights import (  # noqa: F401  (unreachable_reason: looked up here, tests replace it)
     describe_error,
     download_file,
@@ -97,8 +99,8 @@ class BackgroundFreeRetinaNet(RetinaNet):
 def parse_detector_name(spec: ModelSpec) -> tuple[str, str]:
     """``(architecture, backbone)`` of a registry entry, e.g. ``("maskrcnn", "resnet34")``."""
     architecture = spec.name.split("_", 1)[0]
-    if architecture not in ARCHITECTURES or spec.backend not in RESNET_DEPTHS:
-        raise ValueError(f"{spec.name} is not a torchvision ResNet-FPN detector entry "
+    if architecture not in ARCHITECTURES or (spec.backend not in RESNET_DEPTHS and spec.backend not in LIGHT_BACKBONES):
+        raise ValueError(f"{spec.name} is not a torchvision detector entry "
                          f"(architecture {architecture!r}, backend {spec.backend!r})")
     return architecture, spec.backend
 
@@ -157,6 +159,10 @@ def build_detector(spec: ModelSpec, num_classes: int, *, pretrained: bool = True
     (``overwrite_eps``, as torchvision does), 1e-5 otherwise.
     """
     architecture, backbone = parse_detector_name(spec)
+    if backbone in LIGHT_BACKBONES:  # MobileNetV2 / EfficientNet-Lite0 with their pip-installed weights
+        return build_light_detector(spec, num_classes, pretrained=pretrained, pretrained_weights=pretrained_weights,
+                                    min_size=min_size, max_size=max_size, box_score_thresh=box_score_thresh,
+                                    box_nms_thresh=box_nms_thresh, box_detections_per_img=box_detections_per_img)
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"{spec.name}: num_classes must be a positive int (classes without background), "
                          f"got {num_classes!r}")

@@ -110,11 +110,21 @@ def find_cached_url_file(url: str, model_dir: str | os.PathLike | None = None) -
 
 # -- what to tell the user ---------------------------------------------------------------------------------
 def guidance(download_url: str | None) -> str:
-    """How to proceed when pretrained weights cannot be had."""
+    """How to proceed when pretrained weights cannot be had (including the models that need no download)."""
     text = ("Set pretrained: false to train from scratch, or pretrained_weights: PATH to a local weights file")
     if download_url:
         text += f" (e.g. downloaded from {download_url})"
+    local = local_weight_models()
+    if local:
+        text += f". These models have local weights (a pip package, no download): {', '.join(local)}"
     return text + "."
+
+
+def local_weight_models() -> list[str]:
+    """The catalogue's models whose pretrained weights a pip package installs (``local_weights.py``)."""
+    from jupyter_avml.models.zoo import get_model_spec, list_models
+
+    return [name for name in list_models() if get_model_spec(name).local_weights is not None]
 
 
 def weights_unavailable(what: str, reason: str, download_url: str | None) -> WeightsUnavailableError:

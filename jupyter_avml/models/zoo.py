@@ -31,6 +31,9 @@ class ModelSpec:
     builder: ``"module:function"`` building the network; see each family's module for its signature.
     defaults: hyperparameter defaults of this model that differ from the task's (spec sections 5-6).
     layer_groups: parameter-name prefixes per group, stem first, for ``layers_to_freeze``.
+    local_weights: a ``local_weights.LocalWeights``: the pip package whose file ``pretrained: 1`` loads (no hub);
+        None when the library's own download is used.
+    parameters_millions: the network's size (with one class for detectors; YOLO at its default size).
     """
 
     name: str
@@ -42,6 +45,8 @@ class ModelSpec:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     layer_groups: tuple[tuple[str, ...], ...] = ()
     fixed_input_size: bool = False
+    local_weights: Any = None
+    parameters_millions: float | None = None
 
     def build_fn(self) -> Callable:
         module_name, _, attr = self.builder.partition(":")

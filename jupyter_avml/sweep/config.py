@@ -8,16 +8,20 @@ One YAML file or dict holds both:
 
   ==============================  ==========================================================================
   ``sampling``                    ``random``, ``grid`` or ``bayesian`` (alias ``hyperparameter_sampling``;
-                                  the cloud class names ``RandomParameterSampling``... are accepted).
-                                  Default: ``grid`` without a search space, else ``random``.
+                                  the cloud class names ``RandomParameterSampling``... are accepted), or
+                                  ``auto`` (AutoMode). Default: ``grid`` without a search space, else
+                                  ``random``; AutoMode when ``iterations > 1`` without a search space.
   ``iterations``                  1..1000, the most configurations to try. Required with a search space;
-                                  1 without one (the spec's baseline). Grid sampling caps it at the number
-                                  of combinations. A refused (``invalid``) configuration counts.
+                                  1 without one (the spec's baseline), or more for AutoMode: the system
+                                  then chooses models and hyperparameters (``sweep.automode``; its plan is
+                                  recorded under ``automode``). Grid sampling caps it at the number of
+                                  combinations. A refused (``invalid``) configuration counts.
   ``max_concurrent_iterations``   1..100; default: all at once, bounded by the real slots (``slots.py``).
   ``experiment_timeout_hours``    the budget, > 0 and at most 1440 (60 days); default 168 (7 days).
   ``timeout_minutes``             the budget in minutes (finer); give it or ``experiment_timeout_hours``.
-  ``early_termination_policy``    ``{type: bandit|median_stopping|truncation_selection, ...}``
-                                  (``policies.make_policy``); none by default.
+  ``early_termination_policy``    ``{type: bandit|median_stopping|truncation_selection|successive_halving|
+                                  hyperband, ...}`` (``policies.make_policy``); none by default (AutoMode:
+                                  Hyperband).
   ``arguments``                   fixed settings for every child, ``["--early_stopping", 1, ...]`` or
                                   ``{early_stopping: 1}``; each name must be a run setting.
   ``search_space``                a mapping ``{parameter: expression}`` or a list of mappings (conditional
@@ -86,7 +90,7 @@ MAX_CONCURRENT = 100
 SWEEP_KEYS = ("sampling", "hyperparameter_sampling", "iterations", "max_concurrent_iterations",
               "experiment_timeout_hours", "timeout_minutes", "early_termination_policy", "arguments",
               "search_space", "cpu_slots", "limits", "sweep", "training_parameters", "experiment_name",
-              "trial_timeout_minutes", "compute_target", "primary_metric", *EXECUTOR_KEYS)
+              "trial_timeout_minutes", "compute_target", "primary_metric", "automode", *EXECUTOR_KEYS)
 # Aliases inside the newer cloud sections -> the canonical key.
 LIMITS_KEYS = {"max_trials": "iterations", "max_concurrent_trials": "max_concurrent_iterations",
                "timeout_minutes": "timeout_minutes", "trial_timeout": "trial_timeout_minutes",
@@ -128,6 +132,13 @@ class ExperimentConfig:
         from jupyter_avml.sweep.cloud_settings import beyond_spec
 
         return beyond_spec(self)
+
+    @property
+    def automode(self):
+        """AutoMode's plan (``sweep.automode.AutoModePlan``, also the search space), None for other sweeps."""
+        from jupyter_avml.sweep.automode import AutoModePlan
+
+        return self.space if isinstance(self.space, AutoModePlan) else None
 
     @property
     def policy_config(self) -> dict[str, Any] | None:
@@ -249,7 +260,12 @@ class _Parser:
         sampling = self._sampling(sweep)
         policy = self._policy(sweep)
         space, has_space = self._space(sweep, fixed, task)
-        if "sampling" not in sweep:
+        automode = self._automode(sweep, has_space, sampling, fixed, task)
+        if automode is not None:  # AutoMode: the plan is the search space (sweep.automode)
+            space, has_space, sampling = automode, True, "auto"
+            if automode.policy is not None:
+                policy = make_policy(automode.policy)
+        elif "sampling" not in sweep:
             sampling = "random" if has_space else "grid"
         self._check_sampling(sampling, space, sweep)
         iterations = self._iterations(sweep, has_space, sampling, space)
@@ -428,6 +444,35 @@ class _Parser:
                                         f"in the sub-spaces of the models it applies to", key, fixed[key])
         return space, True
 
+    def _automode(self, sweep: dict, has_space: bool, sampling: str, fixed: dict[str, Any], task: str):
+        """AutoMode's plan when the experiment asks for it (``sweep.automode.plan``), else None.
+
+        Asked for by ``sampling: auto``, by ``iterations > 1`` with neither a search space nor a sampling,
+        or by a plan recorded under ``automode`` (then used as written, after validation).
+        """
+        from jupyter_avml.sweep.automode import AutoModePlan, make_plan
+
+        recorded = self.data.get("automode")
+        iterations = self._int(sweep, "iterations", 1, MAX_ITERATIONS)
+        wanted = sampling == "auto" or recorded is not None or (
+            not has_space and "sampling" not in sweep and iterations is not None and iterations > 1)
+        if not wanted:
+            return None
+        if has_space:
+            where = sweep["sampling"][1] if sampling == "auto" else "automode"
+            raise self.fail("AutoMode (sampling: auto) chooses the models and hyperparameters itself; remove "
+                            "search_space, or choose random, grid or bayesian sampling", where,
+                            sampling if sampling == "auto" else "automode")
+        try:
+            if recorded is not None:
+                return AutoModePlan.from_dict(recorded, fixed=fixed)
+            plan = make_plan(task, fixed, iterations=iterations or 0,
+                             user_policy="early_termination_policy" in sweep)
+        except ConfigError as exc:
+            raise self.fail(exc.message, exc.field or "automode", exc.value) from None
+        self.data["automode"] = plan.to_dict()  # recorded in experiment.yaml: the driver uses this plan
+        return plan
+
     def _canonical_space(self, space: SearchSpace, where: str) -> SearchSpace:
         """The space with the newer generation's parameter names (``ALIASES``) renamed to ours."""
         from jupyter_avml.sweep.cloud_settings import canonical_space
@@ -485,6 +530,8 @@ class _Parser:
 
     def _iterations(self, sweep: dict, has_space: bool, sampling: str, space: SearchSpace) -> int:
         value = self._int(sweep, "iterations", 1, MAX_ITERATIONS)
+        if sampling == "auto":  # AutoMode: the portfolio, then refinements up to iterations
+            return value if value is not None else len(space.subspaces)
         if value is None:
             if has_space:
                 raise self.fail(f"iterations is required with a search_space (1..{MAX_ITERATIONS}): the most "
@@ -493,7 +540,8 @@ class _Parser:
             return 1
         if not has_space and value > 1:
             raise self.fail(f"iterations is {value} but there is no search_space: every child would train the same "
-                            f"configuration", sweep["iterations"][1], value)
+                            f"configuration (leave sampling out, or set sampling: auto, for AutoMode)",
+                            sweep["iterations"][1], value)
         if sampling == "grid":
             value = min(value, space.grid_size())
         return value

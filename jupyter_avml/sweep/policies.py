@@ -325,16 +325,24 @@ _CLASSES: dict[str, type[EarlyTerminationPolicy]] = {
     "median_stopping": MedianStoppingPolicy,
     "truncation_selection": TruncationSelectionPolicy,
 }
+# Successive halving and Hyperband (halving.py) build on the classes above; imported here so that
+# make_policy knows every type.
+from jupyter_avml.sweep.halving import HyperbandPolicy, SuccessiveHalvingPolicy  # noqa: E402
+
+_CLASSES.update({"successive_halving": SuccessiveHalvingPolicy, "hyperband": HyperbandPolicy})
 POLICY_TYPES = tuple(_CLASSES)
 # Accepted spellings, compared after lower-casing and removing "_", "-", spaces and a trailing "policy".
 _ALIASES = {"bandit": "bandit", "medianstopping": "median_stopping", "median": "median_stopping",
             "truncationselection": "truncation_selection", "truncation": "truncation_selection",
+            "successivehalving": "successive_halving", "asha": "successive_halving", "hyperband": "hyperband",
             "none": None, "notermination": None, "": None}
 _KEYS = {
     "bandit": ("slack_factor", "slack_amount", "evaluation_interval", "delay_evaluation"),
     "median_stopping": ("evaluation_interval", "delay_evaluation"),
     "truncation_selection": ("truncation_percentage", "evaluation_interval", "delay_evaluation",
                              "exclude_finished_jobs"),
+    "successive_halving": ("min_resource", "reduction_factor", "evaluation_interval", "delay_evaluation"),
+    "hyperband": ("min_resource", "reduction_factor", "brackets", "evaluation_interval", "delay_evaluation"),
     None: (),
 }
 
@@ -361,7 +369,8 @@ def make_policy(config: Mapping[str, Any] | str | EarlyTerminationPolicy | None,
 
     ``config`` is ``None`` (no early termination), a mapping ``{"type": ..., parameter: value...}``, a type
     name alone (for policies without required parameters), or a policy (returned as is). Types: ``bandit``,
-    ``median_stopping``, ``truncation_selection``, ``None``/``"none"``; the cloud names (``BanditPolicy``,
+    ``median_stopping``, ``truncation_selection``, ``successive_halving``, ``hyperband`` (``halving.py``),
+    ``None``/``"none"``; the cloud names (``BanditPolicy``,
     ``MedianStoppingPolicy``, ``TruncationSelectionPolicy``) and ``median``, ``truncation`` are accepted.
 
     Raises

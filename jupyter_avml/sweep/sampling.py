@@ -43,7 +43,7 @@ from jupyter_avml.sweep.space import Distribution, SearchSpace
 __all__ = ["Trial", "TrialRecord", "Sampler", "RandomSampler", "GridSampler", "BayesianSampler", "make_sampler",
            "check_bayesian_space", "SAMPLING_NAMES", "BAYESIAN_EXPRESSIONS", "TRIAL_STATES"]
 
-SAMPLING_NAMES = ("random", "grid", "bayesian")
+SAMPLING_NAMES = ("random", "grid", "bayesian", "auto")
 BAYESIAN_EXPRESSIONS = ("choice", "uniform", "quniform")
 TRIAL_STATES = ("complete", "pruned", "failed")
 #: A record's state while its trial runs (asked, not told yet).
@@ -56,12 +56,13 @@ class Trial:
 
     ``number`` is the trial's number (a sweep's child id); ``params`` are plain values, fixed values and
     ``model_name`` included; ``subspace`` is the index of the sub-space they come from (0 unless the space
-    is conditional).
+    is conditional; None for AutoMode's refinements, which come from no sub-space).
     """
 
     number: int
     params: dict[str, Any]
-    subspace: int = 0
+    subspace: int | None = 0
+    why: str | None = None  # why the sampler chose it (AutoMode says; the others leave it None)
 
 
 @dataclass(frozen=True)
@@ -401,7 +402,8 @@ def make_sampler(name: str, space: SearchSpace | Any, *, seed: int | None = 0, d
     """The sampler for ``hyperparameter_sampling``.
 
     ``name`` is ``random``, ``grid`` or ``bayesian``, case-insensitive; the cloud names (``"Random"``,
-    ``"GridParameterSampling"``...) are accepted. ``space`` is a ``SearchSpace`` or anything
+    ``"GridParameterSampling"``...) are accepted; ``auto`` is AutoMode's sampler, whose ``space`` is an
+    ``automode.AutoModePlan``. ``space`` is a ``SearchSpace`` or anything
     ``SearchSpace.from_config`` reads. ``n_startup_trials`` applies to Bayesian sampling; ``seed`` to all (a
     grid is shuffled only when ``seed`` is not ``None``).
 
@@ -412,6 +414,10 @@ def make_sampler(name: str, space: SearchSpace | Any, *, seed: int | None = 0, d
         Bayesian with an expression other than ``choice``, ``uniform``, ``quniform``.
     """
     kind = sampling_name(name)
+    if kind == "auto":  # AutoMode (sweep.automode): the space is the plan
+        from jupyter_avml.sweep.automode import AutoSampler
+
+        return AutoSampler(space, seed=seed)
     space = SearchSpace.from_config(space)
     _check_direction(direction)
     if kind == "random":

@@ -166,7 +166,7 @@ class Scheduler:
         if trial is None:
             self.exhausted = True
             return None
-        child = ChildState(id=number, params=dict(trial.params), subspace=trial.subspace)
+        child = ChildState(id=number, params=dict(trial.params), subspace=trial.subspace, why=trial.why)
         self.state.children.append(child)
         self.dirty = True
         return child

@@ -51,6 +51,7 @@ class ChildState:
     # the primary metric's part of it, kept for the readers that chart the primary metric.
     intermediate_values: list[list[Any]] = field(default_factory=list)
     subspace: int | None = None          # the search sub-space the params come from (None: not recorded)
+    why: str | None = None               # why the sampler chose it (AutoMode's portfolio or refinement)
     best_value: float | None = None
     best_epoch: int | None = None
     model_path: str | None = None

@@ -32,11 +32,18 @@ SPEC_SEGMENTATION = ["maskrcnn_resnet18_fpn", "maskrcnn_resnet34_fpn", "maskrcnn
                      "maskrcnn_resnet101_fpn", "maskrcnn_resnet152_fpn"]
 SPEC_TASKS = {**{name: {MC, ML} for name in SPEC_CLASSIFICATION}, **{name: {OD} for name in SPEC_DETECTION},
               **{name: {IS} for name in SPEC_SEGMENTATION}}
+# Beyond the spec (issue 14): models whose ImageNet weights install with pip, after the spec's, in this order.
+EXTRA_CLASSIFICATION = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+EXTRA_DETECTION = ["fasterrcnn_mobilenetv2_fpn", "retinanet_mobilenetv2_fpn", "fasterrcnn_efficientnet_lite0_fpn",
+                   "retinanet_efficientnet_lite0_fpn"]
+EXTRA_SEGMENTATION = ["maskrcnn_mobilenetv2_fpn", "maskrcnn_efficientnet_lite0_fpn"]
+EXTRA_TASKS = {**{name: {MC, ML} for name in EXTRA_CLASSIFICATION}, **{name: {OD} for name in EXTRA_DETECTION},
+               **{name: {IS} for name in EXTRA_SEGMENTATION}}
 
 # Number of layer groups (spec section 5's table; mobilenetv2 as torchvision's features.0 ... features.18).
 GROUP_COUNTS = {"mobilenetv2": 19, "resnet18": 5, "resnet34": 5, "resnet50": 5, "resnet101": 5, "resnet152": 5,
                 "resnest50": 5, "resnest101": 5, "seresnext": 5, "vits16r224": 13, "vitb16r224": 13,
-                "vitl16r224": 25}
+                "vitl16r224": 25, "efficientnet_lite0": 9, "efficientnet_lite1": 9, "efficientnet_lite2": 9}
 
 CLASSIFIERS = list_models(MC)
 
@@ -51,9 +58,11 @@ def test_every_spec_model_is_registered_for_its_tasks(name):
         assert get_model_spec(name, task) is spec
 
 
-@pytest.mark.parametrize("task, expected", [(MC, SPEC_CLASSIFICATION), (ML, SPEC_CLASSIFICATION),
-                                            (OD, SPEC_DETECTION), (IS, SPEC_SEGMENTATION)])
-def test_list_models_per_task_is_the_spec_table(task, expected):
+@pytest.mark.parametrize("task, expected", [(MC, SPEC_CLASSIFICATION + EXTRA_CLASSIFICATION),
+                                            (ML, SPEC_CLASSIFICATION + EXTRA_CLASSIFICATION),
+                                            (OD, SPEC_DETECTION + EXTRA_DETECTION),
+                                            (IS, SPEC_SEGMENTATION + EXTRA_SEGMENTATION)])
+def test_list_models_per_task_is_the_spec_table_then_the_extras(task, expected):
     assert list_models(task) == expected
     assert list_models(task.value) == expected
 
@@ -61,10 +70,18 @@ def test_list_models_per_task_is_the_spec_table(task, expected):
 def test_list_models_lists_each_name_once():
     names = list_models()
     assert len(names) == len(set(names))
-    assert set(names) == set(SPEC_TASKS)
+    assert set(names) == set(SPEC_TASKS) | set(EXTRA_TASKS)
 
 
-@pytest.mark.parametrize("name", list(SPEC_TASKS))
+@pytest.mark.parametrize("name", list(EXTRA_TASKS))
+def test_every_extra_model_has_local_weights_and_serves_its_tasks(name):
+    spec = get_model_spec(name)
+    assert set(spec.tasks) == EXTRA_TASKS[name]
+    assert spec.local_weights is not None and len(spec.local_weights.sha256) == 64
+    assert spec.parameters_millions is None or spec.parameters_millions > 0
+
+
+@pytest.mark.parametrize("name", list(SPEC_TASKS) + list(EXTRA_TASKS))
 def test_naming_conventions(name):
     spec = get_model_spec(name)
     assert re.fullmatch(r"[a-z][a-z0-9_]*", spec.name), "names are lower-case identifiers"
@@ -254,7 +271,7 @@ def test_registering_a_model_first_keeps_the_built_in_models():
     report = _first_registration("my_resnet")
     assert "error" not in report
     assert report["models"][:len(SPEC_TASKS)] == list(SPEC_TASKS) or set(SPEC_TASKS) <= set(report["models"])
-    assert report["models"][-1] == "my_resnet" and len(report["models"]) == len(SPEC_TASKS) + 1
+    assert report["models"][-1] == "my_resnet" and len(report["models"]) == len(SPEC_TASKS) + len(EXTRA_TASKS) + 1
 
 
 def test_registering_a_built_in_name_first_is_a_duplicate_at_once():

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from jupyter_avml.errors import ConfigError
+from jupyter_avml.sweep.halving import HyperbandPolicy, SuccessiveHalvingPolicy
 from jupyter_avml.sweep.policies import (
     BanditPolicy,
     Decision,
@@ -234,6 +235,8 @@ POLICIES = [
     TruncationSelectionPolicy(50),
     TruncationSelectionPolicy(99, exclude_finished_jobs=True),
     NoTerminationPolicy(),
+    SuccessiveHalvingPolicy(min_resource=1, reduction_factor=2),
+    HyperbandPolicy(min_resource=1, reduction_factor=2, brackets=2),
 ]
 
 
@@ -288,8 +291,9 @@ def test_contract_is_deterministic_pure_and_explains_every_stop(policy, maximize
     assert (n_stops == 0) == isinstance(policy, NoTerminationPolicy)
 
 
-# Median stopping is left out: it compares the best value so far with running averages, not values at the step.
-@pytest.mark.parametrize("policy", [p for p in POLICIES if not isinstance(p, MedianStoppingPolicy)], ids=repr)
+# Median stopping and successive halving are left out: they judge the best value so far, not the value at the step.
+@pytest.mark.parametrize("policy", [p for p in POLICIES
+                                    if not isinstance(p, (MedianStoppingPolicy, SuccessiveHalvingPolicy))], ids=repr)
 def test_contract_the_best_trial_at_a_step_is_not_stopped_by_comparison_policies(policy):
     for seed in range(5):
         histories = _random_histories(seed)
@@ -358,10 +362,12 @@ def test_make_policy_accepts_spec_and_cloud_names(config, expected):
     ({"type": "median_stopping", "slack_factor": 0.1}, "slack_factor applies to the bandit policy, not to "
                                                        "median_stopping"),
     ({"type": None, "delay_evaluation": 1}, "delay_evaluation applies to the bandit and median_stopping and "
-                                            "truncation_selection policies, not to none"),
+                                            "truncation_selection and successive_halving and hyperband policies, "
+                                            "not to none"),
     ({"type": "bandti", "slack_factor": 0.1}, "did you mean 'bandit'?"),
     ({"type": "truncaton", "truncation_percentage": 5}, "did you mean 'truncation_selection'?"),
-    ({"type": "hyperband"}, "type must be one of bandit, median_stopping, truncation_selection or none"),
+    ({"type": "hyperbnd"}, "type must be one of bandit, median_stopping, truncation_selection, successive_halving, "
+                           "hyperband or none"),
     (["bandit"], "expected a mapping with a type, got ['bandit']"),
 ])
 def test_make_policy_validates(config, needle):

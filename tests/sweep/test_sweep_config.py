@@ -190,8 +190,9 @@ def test_fixed_part_is_validated_before_anything_starts(tmp_path, data):
 def test_search_space_rules(data):
     with pytest.raises(ConfigError, match="iterations is required with a search_space"):
         parse_experiment(base(data, search_space={"learning_rate": uniform(0.001, 0.01)}))
+    # (without a sampling, iterations > 1 and no search space is AutoMode: tests/automode)
     with pytest.raises(ConfigError, match="no search_space: every child would train the same"):
-        parse_experiment(base(data, iterations=3))
+        parse_experiment(base(data, iterations=3, sampling="grid"))
     with pytest.raises(ConfigError, match="grid sampling supports only choice"):
         parse_experiment(base(data, sampling="grid", iterations=3,
                               search_space={"learning_rate": uniform(0.001, 0.01)}))
