@@ -111,21 +111,16 @@ def export_torchvision_detector(predictor, path: Path, opset: int = OPSET) -> di
 def export_yolo(predictor, path: Path, opset: int = OPSET) -> dict[str, Any]:
     """``images [batch, 3, height, width]`` -> ``output0 [batch, 4 + classes, anchors]`` through ultralytics'
     exporter (dynamic batch and size)."""
-    from ultralytics.engine.exporter import Exporter
+    from jupyter_avml.models.ultralytics_adapter.export import export_yolo_onnx
 
     model = copy.deepcopy(predictor.model).float().cpu().eval()
-    model.pt_path = str(path.with_suffix(".pt"))  # where ultralytics' exporter writes: beside it, as .onnx
     size = int(predictor.size)
     sample = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         raw = model(sample)
     expected = (raw[0] if isinstance(raw, (list, tuple)) else raw).numpy()
-    exporter = Exporter(overrides={"format": "onnx", "dynamic": True, "simplify": False, "imgsz": size, "batch": 1,
-                                   "device": "cpu", "opset": opset, "half": False, "nms": False, "verbose": False})
     with _quiet_export():
-        written = Path(exporter(model=model))
-    if written != path:
-        written.replace(path)
+        export_yolo_onnx(model, path, size=size, opset=opset)
     return {
         "inputs": [{"name": "images", "shape": ["batch", 3, "height", "width"], "dtype": "float32"}],
         "outputs": [{"name": "output0", "shape": ["batch", 4 + len(predictor.class_names), "anchors"],

@@ -44,6 +44,8 @@ _TRAINER = "ultralytics.engine.trainer:BaseTrainer"
 _DETECT = "ultralytics.models.yolo.detect:DetectionTrainer"
 
 HOOKS: tuple[Hook, ...] = (
+    # export.py: the ONNX exporter
+    Hook("ultralytics.engine.exporter:Exporter.__call__", "call", ("self", "model"), "export: ONNX of a YOLO network"),
     # trainer.py: the subclass's overrides and the calls it makes
     Hook(f"{_DETECT}.__init__", "call", ("self", "cfg", "overrides", "_callbacks"), "trainer: constructor"),
     Hook(f"{_TRAINER}.get_dataset", "call", ("self",), "trainer: our dataset dictionary"),
