@@ -20,6 +20,9 @@ not JSON Lines, one class): no row can be skipped to fix them, so ``read_dataset
 
 The file must be a regular file and its lines at most ``jsonl_file.MAX_LINE_BYTES``; remote images are
 downloaded within ``urls.DownloadLimits``.
+
+Why one module of about 510 lines: the passes over a file (rows, spellings, classes, paths, images, rejected
+rows) share one list of problems and run in one order that the report follows; the row parser is ``jsonl``.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ first value of each ``choice``, the centre of each continuous expression). Each 
 validated again when its child is about to start (``ExperimentConfig.child_config``): a refused one becomes
 an ``invalid`` child, never a crash.
 
-Why one module of about 560 lines: it is one parser of one mapping, whose checks run in the order a user's
+Why one module of about 620 lines: it is one parser of one mapping, whose checks run in the order a user's
 file is read and share its lines for messages; what exists for users of the cloud system (``compute_target``,
 ``primary_metric``, the newer names) is in ``cloud_settings.py``.
 """

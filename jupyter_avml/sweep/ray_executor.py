@@ -23,6 +23,9 @@ The driver is the same as with local workers (``driver.py``): the sampler, the p
 * Stops: a stop order file the task watches (``children/<id>.order``) and, once the run exists, the run's
   ``STOP`` file; the run ends after its current batch. ``kill`` is ``ray.cancel(force=True)``; ``close``
   and ``abort`` cancel what is left and leave the cluster (the job's tasks end with it).
+
+Why one module of about 510 lines: joining, slots, the storage probe, faults and stops are one executor's
+answers to the driver (``executor.Executor``); the code that runs on the nodes is ``ray_child``.
 """
 
 from __future__ import annotations
