@@ -327,7 +327,6 @@ class BayesianSampler(Sampler):
     def _frozen(self, record: TrialRecord):
         """A record as an Optuna trial; None when its parameters do not fit the space (it is left out)."""
         from optuna.distributions import CategoricalDistribution
-        from optuna.trial import TrialState, create_trial
 
         index = record.subspace if record.subspace is not None else self.space.locate(record.params)
         if index is None or not 0 <= index < len(self.space.subspaces):
@@ -346,19 +345,7 @@ class BayesianSampler(Sampler):
             except (KeyError, ValueError, TypeError):
                 return None
             distributions[name] = expression.optuna_distribution()
-        state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL
-                 }.get(record.state, TrialState.RUNNING)
-        # Optuna gives a pruned trial the value of its last report: TPE ranks it by that value.
-        value = record.value if state in (TrialState.COMPLETE, TrialState.PRUNED) else None
-        if value is not None and not math.isfinite(value):
-            value = None
-        if state == TrialState.COMPLETE and value is None:
-            state = TrialState.FAIL
-        try:
-            return create_trial(state=state, value=value, params=params, distributions=distributions,
-                                intermediate_values={int(s): float(v) for s, v in record.intermediate})
-        except ValueError:  # a value outside its Optuna distribution (a space edited between sessions)
-            return None
+        return optuna_trial(record, params, distributions)
 
     def _optuna_name(self, index: int, key: str) -> str:
         return f"{index}:{key}" if self.space.is_conditional else key
@@ -426,3 +413,23 @@ def make_sampler(name: str, space: SearchSpace | Any, *, seed: int | None = 0, d
         return GridSampler(space, seed=seed)
     return BayesianSampler(space, seed=seed, direction=direction, n_startup_trials=n_startup_trials,
                            early_termination=early_termination)
+
+
+def optuna_trial(record, params: dict[str, Any], distributions: dict[str, Any]):
+    """A recorded child as a finished (or running) Optuna trial with these ``params`` in these ``distributions``;
+    None when a value lies outside its distribution (a space edited between sessions)."""
+    from optuna.trial import TrialState, create_trial
+
+    state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL
+             }.get(record.state, TrialState.RUNNING)
+    # Optuna gives a pruned trial the value of its last report: TPE ranks it by that value.
+    value = record.value if state in (TrialState.COMPLETE, TrialState.PRUNED) else None
+    if value is not None and not math.isfinite(value):
+        value = None
+    if state == TrialState.COMPLETE and value is None:
+        state = TrialState.FAIL
+    try:
+        return create_trial(state=state, value=value, params=params, distributions=dict(distributions),
+                            intermediate_values={int(s): float(v) for s, v in record.intermediate})
+    except ValueError:
+        return None

@@ -144,7 +144,7 @@ def _followers(params: dict[str, Any], defaults: dict[str, Any]) -> dict[str, An
 
 def _as_trial(record: TrialRecord, fixed_part: dict[str, Any], defaults: dict[str, Any], distributions):
     """A recorded child as an Optuna trial of the neighbourhood, or None when it is outside it."""
-    from optuna.trial import TrialState, create_trial
+    from jupyter_avml.sweep.sampling import optuna_trial
 
     params = dict(record.params)
     if {k: v for k, v in params.items() if k not in _dependent_keys(defaults)} != fixed_part:
@@ -159,18 +159,7 @@ def _as_trial(record: TrialRecord, fixed_part: dict[str, Any], defaults: dict[st
         if not distribution._contains(internal):
             return None
         values[key] = value
-    state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL
-             }.get(record.state, TrialState.RUNNING)
-    value = record.value if state in (TrialState.COMPLETE, TrialState.PRUNED) else None
-    if value is not None and not math.isfinite(value):
-        value = None
-    if state == TrialState.COMPLETE and value is None:
-        state = TrialState.FAIL
-    try:
-        return create_trial(state=state, value=value, params=values, distributions=dict(distributions),
-                            intermediate_values={int(s): float(v) for s, v in record.intermediate})
-    except ValueError:
-        return None
+    return optuna_trial(record, values, distributions)
 
 
 def _round(value: float) -> float:
