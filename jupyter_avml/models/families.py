@@ -34,12 +34,16 @@ class ModelFamily:
     trainer_kind: Literal["recipe", "runner"]
     predictor: str
     inference_settings: tuple[str, ...]
+    weights_origin: str  # "module:function(spec, workspace, model_size) -> WeightsOrigin": where pretrained comes from
 
     def trainer_class(self) -> type:
         return _import(self.trainer)
 
     def predictor_class(self) -> type:
         return _import(self.predictor)
+
+    def weights_origin_function(self):
+        return _import(self.weights_origin)
 
 
 _FAMILIES: dict[str, ModelFamily] = {}
@@ -77,17 +81,20 @@ register_family(ModelFamily(
     scopes=frozenset({ALL, CLASSIFICATION}),
     trainer="jupyter_avml.training.classification:ClassificationRecipe", trainer_kind="recipe",
     predictor="jupyter_avml.inference.classification:ClassificationPredictor",
-    inference_settings=("valid_resize_size", "valid_crop_size")))
+    inference_settings=("valid_resize_size", "valid_crop_size"),
+    weights_origin="jupyter_avml.models.weights_origin:timm_origin"))
 register_family(ModelFamily(
     name="torchvision", description="Faster R-CNN, Mask R-CNN and RetinaNet with ResNet-FPN backbones (torchvision)",
     scopes=frozenset({ALL, TORCHVISION_DETECTION, DETECTION}),
     trainer="jupyter_avml.training.detection:DetectionRecipe", trainer_kind="recipe",
     predictor="jupyter_avml.inference.detection:DetectionPredictor",
     inference_settings=("min_size", "max_size", "box_score_thresh", "box_nms_thresh", "box_detections_per_img",
-                        "tile_grid_size", "tile_overlap_ratio", "tile_predictions_nms_thresh")))
+                        "tile_grid_size", "tile_overlap_ratio", "tile_predictions_nms_thresh"),
+    weights_origin="jupyter_avml.models.weights_origin:torchvision_origin"))
 register_family(ModelFamily(
     name="yolov5", description="YOLOv5 through ultralytics' own trainer",
     scopes=frozenset({ALL, YOLO, DETECTION}),
     trainer="jupyter_avml.training.yolo:YoloRunner", trainer_kind="runner",
     predictor="jupyter_avml.inference.yolo:YoloPredictor",
-    inference_settings=("img_size", "model_size", "box_score_thresh", "box_iou_thresh")))
+    inference_settings=("img_size", "model_size", "box_score_thresh", "box_iou_thresh"),
+    weights_origin="jupyter_avml.models.weights_origin:yolo_origin"))

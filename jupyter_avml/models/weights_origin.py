@@ -49,13 +49,22 @@ def weights_origin(spec, *, workspace: str | os.PathLike | None = None,
         if local.locate() is not None:
             return WeightsOrigin("local", f"{local.package} (pip)")
         return WeightsOrigin("download", f"{local.install_hint()} (not installed)")
-    if spec.family == "timm":
-        return _timm_origin(spec.backend)
-    if spec.family == "torchvision":
-        return _torchvision_origin(spec)
-    if spec.family == "yolov5":
-        return _yolo_origin(workspace, model_size)
-    return WeightsOrigin("none", "no pretrained weights")
+    from jupyter_avml.models.families import get_family
+
+    return get_family(spec.family).weights_origin_function()(spec, workspace, model_size)
+
+
+def timm_origin(spec, workspace, model_size: str) -> WeightsOrigin:
+    """timm: its pretrained config names a Hugging Face repository or a URL."""
+    return _timm_origin(spec.backend)
+
+
+def torchvision_origin(spec, workspace, model_size: str) -> WeightsOrigin:
+    return _torchvision_origin(spec)
+
+
+def yolo_origin(spec, workspace, model_size: str) -> WeightsOrigin:
+    return _yolo_origin(workspace, model_size)
 
 
 def _timm_origin(backend: str) -> WeightsOrigin:

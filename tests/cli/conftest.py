@@ -12,9 +12,7 @@ from tests.cli.doors import notebook_shell
 def shell():
     ip = notebook_shell()
     yield ip
-    from jupyter_avml.magics import unload_ipython_extension
-
-    unload_ipython_extension(ip)
+    ip.run_line_magic("unload_ext", "jupyter_avml")  # through IPython, so that the next load_ext loads
 
 
 @pytest.fixture(scope="session")

@@ -22,9 +22,7 @@ def shell():
     ip = InteractiveShell.instance()
     ip.run_line_magic("load_ext", "jupyter_avml")
     yield ip
-    from jupyter_avml.magics import unload_ipython_extension
-
-    unload_ipython_extension(ip)
+    ip.run_line_magic("unload_ext", "jupyter_avml")  # through IPython, so that the next load_ext loads
 
 
 @pytest.fixture(scope="module")

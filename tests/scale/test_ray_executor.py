@@ -208,10 +208,9 @@ def test_the_readme_sweep_runs_on_the_cluster(ray_cluster, sweep_data, tmp_path,
         nodes = {child_info_node(sweep, child.id) for child in sweep.state.children}
         assert len(nodes) == 2, nodes  # one child per node: both ran at once
     finally:
-        from jupyter_avml.magics import unload_ipython_extension
         from tests.sweep.test_experiment import kill_leftovers
 
-        unload_ipython_extension(shell)
+        shell.run_line_magic("unload_ext", "jupyter_avml")  # through IPython, so that the next load_ext loads
         kill_leftovers(tmp_path / "ws")
 
 

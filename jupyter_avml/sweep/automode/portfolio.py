@@ -239,13 +239,14 @@ def _variants(spec, task, profile: HardwareProfile, hardware: Hardware, pretrain
     prior = MODEL_PRIORS.get(spec.name, ModelPrior(70.0, 4.0))
     weight = COMPUTE_WEIGHT[hardware.kind]
     start = "from scratch" if not pretrained else f"{origin.kind} weights ({origin.detail})"
-    if spec.family == "timm":
+    kind = _kind(spec)
+    if kind == "classifier":
         sizes = [s or NATIVE_SIZES.get(spec.name, 224) for s in profile.classification_sizes]
         common = {"training_batch_size": profile.classification_batch,
                   "number_of_epochs": profile.classification_epochs}
         if pretrained:
             common.update(FINE_TUNE_SCHEDULE)
-    elif spec.family == "torchvision":
+    elif kind == "detector":
         sizes = list(profile.detection_sizes)
         common = {"training_batch_size": profile.detection_batch, "number_of_epochs": profile.detection_epochs}
     else:  # yolov5: ultralytics' own recipe; only the size varies
@@ -256,13 +257,13 @@ def _variants(spec, task, profile: HardwareProfile, hardware: Hardware, pretrain
         quality = (prior.top1 if pretrained else 0.0) + RESOLUTION_WEIGHT * min(0.0, math.log2(size / 224))
         quality += prior.arch_prior - (0.0 if pretrained else SCRATCH_PENALTY)
         size_params = _size_params(spec, size)
-        recipes = RECIPES if spec.family != "yolov5" else (None,)
+        recipes = RECIPES if kind != "runner" else (None,)
         for recipe in recipes:
             params = {"model_name": spec.name, **size_params, **common}
             utility = quality - weight * math.log2(cost)
             text = f"{spec.name} at {size} px"
             if recipe is not None:
-                lr = recipe.classification_lr if spec.family == "timm" else recipe.detection_lr
+                lr = recipe.classification_lr if kind == "classifier" else recipe.detection_lr
                 params.update(optimizer=recipe.optimizer, learning_rate=lr)
                 utility += recipe.prior
                 text += f", {recipe.note}, learning_rate {lr:g}"
@@ -272,11 +273,24 @@ def _variants(spec, task, profile: HardwareProfile, hardware: Hardware, pretrain
             yield params, utility, why
 
 
+def _kind(spec) -> str:
+    """How AutoMode tunes a model, from its family record: ``classifier`` and ``detector`` (our engine's
+    recipes: optimizer and learning rate are searched) or ``runner`` (a family with its own trainer and recipe,
+    e.g. YOLOv5 through ultralytics: only the image size varies)."""
+    from jupyter_avml.models.families import CLASSIFICATION, get_family
+
+    family = get_family(spec.family)
+    if family.trainer_kind == "runner":
+        return "runner"
+    return "classifier" if CLASSIFICATION in family.scopes else "detector"
+
+
 def _size_params(spec, size: int) -> dict[str, Any]:
-    if spec.family == "timm":
+    kind = _kind(spec)
+    if kind == "classifier":
         # The evaluation resize keeps the usual 0.875 crop ratio (256 -> 224).
         return {"train_crop_size": size, "valid_crop_size": size, "valid_resize_size": int(round(size / 0.875))}
-    if spec.family == "torchvision":
+    if kind == "detector":
         return {"min_size": size, "max_size": int(round(size * 4 / 3))}
     return {"img_size": size}
 
