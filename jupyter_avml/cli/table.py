@@ -131,8 +131,9 @@ class Door:
         print(obj if isinstance(obj, str) else repr(obj))
 
     def bind(self, variable: str, value: Any) -> None:
-        """Put ``value`` in the user's variable (reached through ``--var``, an argument of the notebook only)."""
-        raise NotImplementedError("a shell has no variables to bind")
+        """Put ``value`` in the user's variable. The shell's parser has no ``--var`` (an argument of the notebook
+        only), so a verb that reaches this from the shell is a programming error, said as such."""
+        raise RuntimeError(f"a shell has no variables: --var {variable} is an argument of the notebook door only")
 
     def help_text(self, topic: list[str]) -> str:
         """The overview of the door's verbs, or the help of the verb ``topic`` names."""
