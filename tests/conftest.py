@@ -21,6 +21,26 @@ if "YOLO_CONFIG_DIR" not in os.environ:
     atexit.register(shutil.rmtree, _YOLO_CONFIG_DIR, ignore_errors=True)
 os.environ.pop("AVML_WORKSPACE", None)
 
+
+def _own_cores_per_test_process() -> None:
+    """Under pytest-xdist, give each test process its own share of the cores, before torch is imported.
+
+    Otherwise each process's torch (and each sweep worker it starts) sizes its thread pool to the whole machine,
+    the processes oversubscribe the cores, and OpenMP's spinning threads slow all of them several-fold: the
+    Faster R-CNN learning test took 97 s alone and 335 s beside another module's training. With the affinity
+    set here, torch's default thread count, ``sweep.slots.cpu_count`` and every subprocess follow the share.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) >= count:
+        os.sched_setaffinity(0, cores[int(worker[2:]) % count::count])
+
+
+_own_cores_per_test_process()
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -90,6 +110,22 @@ def _fail_on_network_access():
     NETWORK_GUARD.attempts[before:] = []
     if attempts:
         pytest.fail("the test tried to reach the network: " + "; ".join(attempts), pytrace=False)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The costliest modules first: pytest-xdist (``--dist loadscope``) hands modules to its processes in this
+    order, and a long module handed out last (the training modules come last alphabetically) would run alone on
+    one core while the other process idles. A module's cost is the sum of its tests' ``slow(seconds=N)`` marks
+    (2 for a plain ``slow``); the sort is stable, so equal modules keep their collection order."""
+    cost: dict[str, float] = {}
+    for item in items:
+        marker = item.get_closest_marker("slow")
+        if marker is not None:
+            cost[item.nodeid.split("::")[0]] = cost.get(item.nodeid.split("::")[0], 0) + \
+                marker.kwargs.get("seconds", 2)
+    items.sort(key=lambda item: -cost.get(item.nodeid.split("::")[0], 0))
+
+
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 

@@ -18,7 +18,7 @@ def quick_start_cells() -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=40)
 def test_the_quick_start_trains_a_sweep_and_predicts(tmp_path, monkeypatch, workspace):
     cells = quick_start_cells()
     assert len(cells) == 3 and cells[1].startswith("%%avml")

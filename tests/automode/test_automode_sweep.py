@@ -92,7 +92,7 @@ def test_after_the_portfolio_comes_the_refinement(shapes):
     assert refined.params["model_name"] == longer.spec.automode.portfolio[1]["model_name"]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 def test_automode_through_the_driver(shapes, workspace):
     config = {**TINY, "training_data": str(shapes), "number_of_epochs": 2, "iterations": 3, "cpu_slots": 2,
               "timeout_minutes": 3, "early_termination_policy": {"type": "successive_halving", "min_resource": 1}}

@@ -248,7 +248,7 @@ def read_state(workspace: Path, name: str) -> dict:
 
 
 @pytest.mark.browser
-@pytest.mark.slow
+@pytest.mark.slow(seconds=100)
 def test_quickstart_in_jupyterlab_and_attach_after_a_kernel_restart(tmp_path):
     chromium = ensure_chromium()
     from playwright.sync_api import sync_playwright

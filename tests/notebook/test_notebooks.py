@@ -100,7 +100,7 @@ def test_quickstart(tmp_path, shared_workspace, monkeypatch):
     assert "as shapes-classifier version" in text_of(outputs_of(nb, "%avml register"))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=20)
 def test_multilabel(tmp_path, shared_workspace, monkeypatch):
     nb = execute("multilabel.ipynb", tmp_path, shared_workspace, monkeypatch, images=48)
     assert_final_dashboard(outputs_of(nb, "%%avml multilabel-{RUN}"), 2, confusion_matrix=False)
@@ -108,7 +108,7 @@ def test_multilabel(tmp_path, shared_workspace, monkeypatch):
     assert 'class="avml-details"' in html_of(outputs_of(nb, "%avml best"))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 @pytest.mark.parametrize("name, marker", [("object_detection.ipynb", "%%avml object-detection-{RUN}"),
                                           ("instance_segmentation.ipynb", "%%avml instance-segmentation-{RUN}")])
 def test_detection_and_segmentation(tmp_path, shared_workspace, monkeypatch, name, marker):
@@ -117,7 +117,7 @@ def test_detection_and_segmentation(tmp_path, shared_workspace, monkeypatch, nam
     assert "boxes" in text_of(outputs_of(nb, "load_model"))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=15)
 def test_bring_your_own_data(tmp_path, shared_workspace, monkeypatch):
     nb = execute("bring_your_own_data.ipynb", tmp_path, shared_workspace, monkeypatch, images=36)
     folder = tmp_path / "notebooks"

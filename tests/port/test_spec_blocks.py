@@ -23,7 +23,7 @@ from tests.sweep.test_experiment import assert_no_processes, kill_leftovers
 TINY_CLASSIFIER = ["--number_of_epochs", 1, "--pretrained", 0, "--train_crop_size", 32, "--valid_crop_size", 32,
                    "--valid_resize_size", 32, "--training_batch_size", 8, "--cpu_threads", 1, "--seed", 3]
 TINY_YOLO = ["--number_of_epochs", 1, "--pretrained", 0, "--img_size", 64, "--model_size", "small",
-             "--training_batch_size", 8, "--validation_batch_size", 8, "--cpu_threads", 2]
+             "--training_batch_size", 8, "--validation_batch_size", 8]
 
 
 def as_settings(arguments: list) -> dict:
@@ -57,7 +57,7 @@ def ws_path(tmp_path, monkeypatch):
     kill_leftovers(root)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 def test_classification_tuning_block_end_to_end(tmp_path, ws_path, capsys, monkeypatch):
     training_dataset = str(make_shapes(tmp_path / "data", "image-classification", n=36, size=32, seed=3,
                                        color_by_class=True))
@@ -136,7 +136,7 @@ def test_classification_tuning_block_end_to_end(tmp_path, ws_path, capsys, monke
     continue_from(best_child_run, ws, "image-classification", training_dataset, "resnet18", TINY_CLASSIFIER)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=15)
 def test_object_detection_baseline_block_end_to_end(tmp_path, ws_path):
     training_dataset = str(make_shapes(tmp_path / "data", "image-object-detection", n=20, size=64, seed=5,
                                        color_by_class=True))

@@ -21,7 +21,7 @@ from tests.notebook.test_notebooks import outputs_of, text_of
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "visual_qa.ipynb"
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=65)
 def test_visual_qa_notebook(tmp_path, monkeypatch):
     folder = tmp_path / "notebooks"
     folder.mkdir()

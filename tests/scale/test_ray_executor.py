@@ -179,7 +179,7 @@ def fresh_workspace(root, empty_tracking_db):
     return root
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=30)
 def test_the_readme_sweep_runs_on_the_cluster(ray_cluster, sweep_data, tmp_path, monkeypatch, empty_tracking_db):
     """The README's ``%%avml`` cell, as written, in an IPython shell: both children on the cluster."""
     import shutil
@@ -220,7 +220,7 @@ def child_info_node(handle, child_id: int) -> str:
     return child_info(handle, child_id)["node_id"]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=55)
 def test_sweep_over_two_nodes_survives_a_dead_node_then_stops_and_resumes(ray_cluster, sweep_data, tmp_path,
                                                                           empty_tracking_db):
     """4 children over the 2 nodes; the node running one dies mid-run (it resumes on the other node from its

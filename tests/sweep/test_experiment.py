@@ -148,7 +148,7 @@ def test_names_and_lookups(tmp_path, sweep_data):
 
 
 # -- end to end -----------------------------------------------------------------------------------------------
-@pytest.mark.slow
+@pytest.mark.slow(seconds=40)
 def test_sweep_end_to_end(sweep_data, sweep_ws, monkeypatch, capsys):
     from mlflow import MlflowClient
 
@@ -274,7 +274,7 @@ def test_sweep_end_to_end(sweep_data, sweep_ws, monkeypatch, capsys):
     assert_no_processes(sweep_ws)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=60)
 def test_stop_one_child_then_the_budget_runs_out(sweep_data, sweep_ws):
     """stop_child stops one child cleanly; at the deadline the others stop cleanly and the best is reported."""
     config = {**SMALL, "training_data": str(sweep_data), "number_of_epochs": 200, "sampling": "random",

@@ -56,7 +56,7 @@ def mlflow_runs(workspace, experiment: str) -> dict:
     return {r.info.run_id: r for r in client.search_runs([found.experiment_id])}
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=65)
 def test_killed_worker_and_killed_driver(sweep_data, sweep_ws):
     """A killed worker fails only its child; a killed driver takes its workers along; resume finishes the sweep
     keeping the finished children and resuming the interrupted ones from their epoch checkpoints."""
@@ -131,7 +131,7 @@ def test_killed_worker_and_killed_driver(sweep_data, sweep_ws):
     assert_no_processes(sweep_ws)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=20)
 def test_stop_ends_every_child_cleanly(sweep_data, sweep_ws, tmp_path, capsys):
     """Submitted and stopped through the CLI: ``avml sweep FILE --detach --json``, ``avml stop NAME``."""
     import yaml

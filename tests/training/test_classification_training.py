@@ -19,7 +19,7 @@ from jupyter_avml.training.run import resume, train
 from tests.conftest import Recorder
 
 SMALL = dict(model_name="resnet18", pretrained=0, train_crop_size=32, valid_resize_size=36, valid_crop_size=32,
-             training_batch_size=32, validation_batch_size=100, cpu_threads=2, device="cpu")
+             training_batch_size=32, validation_batch_size=100, device="cpu")
 
 
 TINY = dict(SMALL, training_batch_size=8, validation_batch_size=50, valid_resize_size=32)
@@ -73,7 +73,7 @@ def test_multiclass_learns_the_shapes(shapes_multiclass, workspace):
     assert [m.step for m in history] == list(range(1, 7))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=35)
 def test_multilabel_learns_the_shapes(shapes_multilabel, workspace):
     config = config_for(shapes_multilabel, task="image-classification-multilabel", number_of_epochs=8,
                         learning_rate=0.002, optimizer="adam", warmup_cosine_lr_warmup_epochs=1, early_stopping=0,
@@ -154,7 +154,7 @@ def _train_cli(config_path: Path, workspace: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=15)
 def test_a_killed_run_resumes_to_the_same_result(shapes_tiny, workspace, tmp_path):
     settings = {**TINY, "task": "image-classification", "training_data": str(shapes_tiny),
                 "number_of_epochs": 6, "early_stopping": 0, "learning_rate": 0.05}

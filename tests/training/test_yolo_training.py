@@ -421,7 +421,7 @@ def test_the_predictor_rebuilds_the_saved_model_with_the_inference_settings(tmp_
 
 
 # -- learning --------------------------------------------------------------------------------------------------
-@pytest.mark.slow
+@pytest.mark.slow(seconds=40)
 def test_yolo_learns_the_shapes_in_a_few_cpu_epochs(tmp_path_factory, workspace):
     """yolov5 small from scratch at 64 px, 160 training images, AdamW at 0.002 (what ultralytics' optimizer=auto
     picks for short runs): mAP 1.0 after these 10 epochs for each of seeds 0-3 at 1 thread (and seed 0 at 2).
