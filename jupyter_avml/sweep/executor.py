@@ -10,9 +10,10 @@ and shut everything down (``close``).
 
 ``processes.ProcessExecutor`` runs each child in a local worker process, one slot per GPU or a share of the
 CPU cores (``slots.py``), with a warm spare per slot. ``ray_executor.RayExecutor`` (``executor: ray``) runs
-each child as a Ray task placed by Ray's scheduler: ``poll`` follows ``events.jsonl`` on the shared workspace
-and the finished task refs; ``request_stop`` writes a stop order the task watches; ``kill`` is
-``ray.cancel(force=True)``. The driver and the scheduler are the same for both.
+each child as a Ray task placed by Ray's scheduler; ``kill`` is ``ray.cancel(force=True)``. Both follow a
+child's run the same way (``following.FollowingExecutor``: ``children/<id>.json``, then the run's
+``events.jsonl`` on the shared workspace) and differ in how a stop reaches it: a line on the worker's stdin, a
+stop order the Ray task watches. The driver and the scheduler are the same for both.
 """
 
 from __future__ import annotations

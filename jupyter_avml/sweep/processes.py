@@ -7,10 +7,8 @@
 * A worker is started with ``subprocess.Popen`` (fork + exec of a fresh interpreter, never a bare fork) with
   its slot's environment, gets its assignment as one JSON line on stdin, and later ``{"cmd": "stop"}``
   lines. It dies with the driver (``worker.die_with_parent``).
-* Following a child: its run id from ``children/<id>.json`` (``ExperimentFolder.read_child_info``), then
-  its events by tailing ``runs/<run_id>/events.jsonl`` from the byte offset reached (a line a killed worker
-  left half-written is skipped and logged). A stop asked before the run id was known is also written to
-  the run's STOP file once it is.
+* Following a child, wording its end and passing a stop to its run: ``following.FollowingExecutor`` (the same
+  for Ray's tasks); a stop also reaches the worker as a line on its stdin.
 """
 
 from __future__ import annotations
@@ -24,17 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jupyter_avml.runs.events import RunFinished, read_events
-from jupyter_avml.sweep.executor import (
-    Assignment,
-    ChildEvents,
-    ChildExited,
-    Executor,
-    Report,
-    RunAssigned,
-    describe_exit,
-)
+from jupyter_avml.sweep.executor import Assignment, ChildExited, Report, describe_exit
 from jupyter_avml.sweep.folder import ExperimentFolder, tail_lines
+from jupyter_avml.sweep.following import FollowedChild, FollowingExecutor
 from jupyter_avml.sweep.slots import Slot
 
 log = logging.getLogger("jupyter_avml.sweep.processes")
@@ -44,22 +34,15 @@ __all__ = ["ProcessExecutor", "WORKER_MODULE"]
 WORKER_MODULE = "jupyter_avml.sweep.worker"
 
 
-@dataclass
-class _Child:
+@dataclass(kw_only=True)
+class _Child(FollowedChild):
     """A child handed to a worker process."""
 
-    assignment: Assignment
-    slot: Slot
     process: subprocess.Popen
     worker_log: Path                     # the worker's own log (its output before it had the child)
-    run_id: str | None = None
-    offset: int = 0
-    reported: bool = False               # the worker wrote children/<id>.json: it has started the child
-    stop: tuple[str, str] | None = None  # (status, reason) asked
-    run_ended: bool = False              # its run's last event (RunFinished) was read
 
 
-class ProcessExecutor(Executor):
+class ProcessExecutor(FollowingExecutor):
     """Worker processes on ``slots`` (the first ``concurrency`` of them are used).
 
     Parameters
@@ -160,7 +143,8 @@ class ProcessExecutor(Executor):
                             describe_exit(spare[0].returncode))
             spare = self._spawn(slot)
         process, worker_log = spare
-        child = _Child(assignment, slot, process, worker_log, run_id=assignment.resume_run_id)
+        child = _Child(assignment=assignment, slot=slot, process=process, worker_log=worker_log,
+                       run_id=assignment.resume_run_id)
         self.active[assignment.child] = child
         if not self._send(process, assignment.for_slot(slot)):
             log.warning("child %d: its worker is gone before the assignment", assignment.child)
@@ -180,7 +164,9 @@ class ProcessExecutor(Executor):
             if child.run_ended:  # its run ended and then its process, within one poll: as if released
                 self._log_late_exit(child, code)
                 continue
-            reports.append(ChildExited(child_id, code, describe_exit(code), self._exit_error(child, code)))
+            what = describe_exit(code)
+            reports.append(ChildExited(child_id, code, what,
+                                       self._end_error(child, what, fallback_log=child.worker_log)))
         for child in list(self.finishing):
             code = child.process.poll()
             if code is not None:
@@ -195,59 +181,9 @@ class ProcessExecutor(Executor):
             log.warning("child %d: %s after its run ended (%s)", child.assignment.child, describe_exit(code),
                         tail_lines(self.folder.child_log(child.assignment.child), 3))
 
-    def _follow(self, child: _Child, reports: list[Report]) -> None:
-        child_id = child.assignment.child
-        if not child.reported:
-            info = self.folder.read_child_info(child_id)
-            child.reported = bool(info)
-            run_id = info.get("run_id")
-            if run_id:
-                child.run_id = run_id
-                reports.append(RunAssigned(child_id, run_id))
-                if child.stop is not None:
-                    self._stop_run(child)
-        if child.run_id:
-            events, child.offset = self._tail(child)
-            if events:
-                reports.append(ChildEvents(child_id, events))
-                child.run_ended = child.run_ended or any(isinstance(e, RunFinished) for e in events)
-
-    def _tail(self, child: _Child) -> tuple[list, int]:
-        path = self.workspace.run_dir(child.run_id) / "events.jsonl"
-
-        def skip(line: bytes, exc: Exception) -> None:
-            log.warning("child %d: skipping an unreadable line of %s (%s)", child.assignment.child, path, exc)
-
-        return read_events(path, child.offset, on_bad_line=skip)
-
-    def _exit_error(self, child: _Child, code: int) -> str:
-        """The error of a worker that ended without its run's last event."""
-        what = describe_exit(code)
-        info = self.folder.read_child_info(child.assignment.child)
-        log_path = self.folder.child_log(child.assignment.child)
-        if not log_path.is_file():  # it died before its assignment: its output is in its own log
-            log_path = child.worker_log
-        error = f"{info['error']} ({what})" if info.get("error") else what
-        tail = tail_lines(log_path)
-        if tail:
-            error += f"; last lines of {log_path}:\n{tail}"
-        return error
-
-    def _stop_run(self, child: _Child) -> None:
-        from jupyter_avml.runs.events import request_stop
-
-        status, reason = child.stop
-        request_stop(self.workspace.run_dir(child.run_id), reason, status=status)
-
-    def request_stop(self, child: int, status: str, reason: str) -> None:
-        running = self.active.get(child)
-        if running is None or running.stop is not None:
-            return
-        running.stop = (status, reason)
-        if running.run_id:
-            self._stop_run(running)
+    def _order_stop(self, child: _Child, status: str, reason: str) -> None:
         # The run id may not be known yet: the worker also hears it on stdin.
-        self._send(running.process, {"cmd": "stop", "status": status, "reason": reason})
+        self._send(child.process, {"cmd": "stop", "status": status, "reason": reason})
 
     def kill(self, child: int) -> None:
         running = self.active.get(child)

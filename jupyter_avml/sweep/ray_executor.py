@@ -35,12 +35,12 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from jupyter_avml.errors import AvmlError
-from jupyter_avml.sweep.executor import Assignment, ChildEvents, ChildExited, Executor, Report, RunAssigned
-from jupyter_avml.sweep.folder import ExperimentFolder, tail_lines
+from jupyter_avml.sweep.executor import Assignment, ChildExited, Report
+from jupyter_avml.sweep.folder import ExperimentFolder
+from jupyter_avml.sweep.following import FollowedChild, FollowingExecutor
 from jupyter_avml.sweep.slots import Slot
 
 log = logging.getLogger("jupyter_avml.sweep.ray_executor")
@@ -249,21 +249,14 @@ def check_cluster_storage(probe: dict[str, Any], workspace: str, timeout: float 
 
 
 # -- the executor -----------------------------------------------------------------------------------------
-@dataclass
-class _RayChild:
+@dataclass(kw_only=True)
+class _RayChild(FollowedChild):
     """A child handed to Ray."""
 
-    assignment: Assignment
-    slot: Slot
     message: dict[str, Any]
     ref: Any
-    run_id: str | None = None
-    offset: int = 0
-    reported: bool = False
-    stop: tuple[str, str] | None = None
     attempts: int = 1
     started: float = field(default_factory=time.time)
-    run_ended: bool = False  # its run's last event (RunFinished) was read
 
 
 @dataclass
@@ -274,7 +267,7 @@ class _Outcome:
     lost: bool = False        # the infrastructure failed (worker or node), not the child
 
 
-class RayExecutor(Executor):
+class RayExecutor(FollowingExecutor):
     """Children as Ray tasks (see the module docstring).
 
     Parameters
@@ -332,7 +325,8 @@ class RayExecutor(Executor):
         self.folder.clear_child_info(assignment.child)
         self.folder.clear_child_order(assignment.child)
         message = self._message(assignment, slot)
-        child = _RayChild(assignment, slot, message, self._submit(message), run_id=assignment.resume_run_id)
+        child = _RayChild(assignment=assignment, slot=slot, message=message, ref=self._submit(message),
+                          run_id=assignment.resume_run_id)
         self.active[assignment.child] = child
         log.info("child %d -> Ray task (%g CPU, %g GPU)%s", assignment.child, self.cpus, self.gpus,
                  f" resuming run {assignment.resume_run_id}" if assignment.resume_run_id else "")
@@ -381,7 +375,8 @@ class RayExecutor(Executor):
                 self._retry(child, outcome)
                 continue
             del self.active[child_id]
-            reports.append(ChildExited(child_id, outcome.code, outcome.what, self._exit_error(child, outcome)))
+            error = self._end_error(child, outcome.what, outcome.error)
+            reports.append(ChildExited(child_id, outcome.code, outcome.what, error))
         finished = self._done(self.finishing)
         for child in [c for c in self.finishing if c.ref in finished]:
             self.finishing.remove(child)
@@ -393,30 +388,6 @@ class RayExecutor(Executor):
         """A task that fails after its run ended loses nothing, but is worth a line in the log."""
         if outcome.code != 0:
             log.warning("child %d: %s after its run ended", child.assignment.child, outcome.what)
-
-    def _follow(self, child: _RayChild, reports: list[Report]) -> None:
-        from jupyter_avml.runs.events import RunFinished, read_events
-
-        child_id = child.assignment.child
-        if not child.reported:
-            info = self.folder.read_child_info(child_id)
-            child.reported = bool(info)
-            run_id = info.get("run_id")
-            if run_id:
-                child.run_id = run_id
-                reports.append(RunAssigned(child_id, run_id))
-                if child.stop is not None:
-                    self._stop_run(child)
-        if child.run_id:
-            path = self.workspace.run_dir(child.run_id) / "events.jsonl"
-
-            def skip(line: bytes, exc: Exception) -> None:
-                log.warning("child %d: skipping an unreadable line of %s (%s)", child_id, path, exc)
-
-            events, child.offset = read_events(path, child.offset, on_bad_line=skip)
-            if events:
-                reports.append(ChildEvents(child_id, events))
-                child.run_ended = child.run_ended or any(isinstance(e, RunFinished) for e in events)
 
     def _outcome(self, child: _RayChild) -> _Outcome:
         """How a finished task ended: its exit status, or the Ray error that ended it."""
@@ -441,32 +412,9 @@ class RayExecutor(Executor):
         what = "Ray task exited with code 0" if code == 0 else f"Ray task exited with code {code}"
         return _Outcome(code, what, error=result.get("error"))
 
-    def _exit_error(self, child: _RayChild, outcome: _Outcome) -> str:
-        """The error of a child that ended without its run's last event (as ``ProcessExecutor`` words it)."""
-        info = self.folder.read_child_info(child.assignment.child)
-        own = outcome.error or info.get("error")
-        error = f"{own} ({outcome.what})" if own else outcome.what
-        log_path = self.folder.child_log(child.assignment.child)
-        tail = tail_lines(log_path) if Path(log_path).is_file() else ""
-        if tail:
-            error += f"; last lines of {log_path}:\n{tail}"
-        return error
-
     # -- stopping ---------------------------------------------------------------------------------------
-    def _stop_run(self, child: _RayChild) -> None:
-        from jupyter_avml.runs.events import request_stop
-
-        status, reason = child.stop
-        request_stop(self.workspace.run_dir(child.run_id), reason, status=status)
-
-    def request_stop(self, child: int, status: str, reason: str) -> None:
-        running = self.active.get(child)
-        if running is None or running.stop is not None:
-            return
-        running.stop = (status, reason)
-        self.folder.order_child_stop(child, status, reason)
-        if running.run_id:
-            self._stop_run(running)
+    def _order_stop(self, child: _RayChild, status: str, reason: str) -> None:
+        self.folder.order_child_stop(child.assignment.child, status, reason)
 
     def kill(self, child: int) -> None:
         running = self.active.get(child)
