@@ -59,7 +59,7 @@ def rank_processes(run_dir) -> list:
     return found
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=20)
 def test_two_gloo_processes_train_like_one_process_with_the_same_global_batch(ddp_data, workspace):
     from jupyter_avml.inference.predictor import load_model
     from jupyter_avml.runs.events import BatchProgress, EpochMetrics, RunFinished, RunStarted
@@ -132,7 +132,7 @@ def test_a_rank_that_dies_fails_the_run_cleanly(ddp_data, workspace):
     assert time.monotonic() - started < 300
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=20)
 def test_a_sweep_child_trains_with_ddp_and_stops_when_asked(ddp_data, workspace):
     """A child of a local sweep with ``distributed: 2`` (what a slot of two GPUs gives): its worker launches
     the ranks, the driver hears rank 0's events through it, and a stop order reaches every rank."""
@@ -154,3 +154,52 @@ def test_a_sweep_child_trains_with_ddp_and_stops_when_asked(ddp_data, workspace)
         wait_for(lambda: not rank_processes(run_dir), timeout=60, what="the ranks to exit")
     finally:
         kill_leftovers(workspace)
+
+
+@pytest.mark.slow(seconds=20)
+def test_a_detector_trains_under_ddp_and_saves_a_plain_model(tmp_path, workspace):
+    """The detection recipe under two gloo processes: each rank gets half of every global batch (BatchNorm
+    from scratch needs two images a rank), rank 0 evaluates mAP over the whole validation set, and the model
+    file is a single process's (it loads and predicts in the spec's format)."""
+    from jupyter_avml.data.shapes import make_shapes
+    from jupyter_avml.inference.predictor import load_model
+    from jupyter_avml.runs.events import EpochMetrics
+    from jupyter_avml.training.run import train
+
+    data = make_shapes(tmp_path / "det", "image-object-detection", n=12, size=48, seed=4, color_by_class=True)
+    config = AutoMLImageConfig.from_dict({
+        "task": "image-object-detection", "training_data": str(data), "model_name": "fasterrcnn_resnet18_fpn",
+        "pretrained": 0, "min_size": 48, "max_size": 48, "training_batch_size": 4, "validation_batch_size": 4,
+        "device": "cpu", "cpu_threads": 1, "number_of_epochs": 1, "distributed": 2})
+    summary = train(config, workspace=workspace)
+    assert summary.status == "completed", summary
+    epochs = [e for e in events_of(workspace, summary.run_id) if isinstance(e, EpochMetrics)]
+    assert len(epochs) == 1 and "mean_average_precision" in epochs[0].metrics
+    prediction = load_model(summary.model_path).predict(str(next((data.parent / "images").iterdir())))
+    assert set(prediction) >= {"filename", "boxes"}
+    assert not rank_processes(workspace / "runs" / summary.run_id)
+
+
+@pytest.mark.slow(seconds=20)
+def test_a_stopped_ddp_run_resumes_under_ddp_to_its_last_epoch(ddp_data, workspace):
+    """Stopped after its first epoch, a 2-process run resumes from rank 0's checkpoint: the ranks start again,
+    the epochs go on from 2 (none repeated) and the run ends completed, with one RunStarted per start."""
+    from jupyter_avml.runs.events import EpochMetrics, RunStarted, request_stop
+    from jupyter_avml.training.run import resume, train
+
+    class StopAfterEpoch1:
+        def on_event(self, event):
+            if isinstance(event, EpochMetrics) and event.epoch == 1:
+                request_stop(workspace / "runs" / event.run_id, "pause")
+
+    config = AutoMLImageConfig.from_dict({**CONFIG, "training_data": str(ddp_data), "distributed": 2})
+    stopped = train(config, workspace=workspace, callbacks=[StopAfterEpoch1()])
+    assert (stopped.status, stopped.reason) == ("stopped", "pause")
+    assert not rank_processes(workspace / "runs" / stopped.run_id)
+
+    resumed = resume(stopped.run_id, workspace=workspace)
+    assert (resumed.run_id, resumed.status) == (stopped.run_id, "completed")
+    events = events_of(workspace, stopped.run_id)
+    assert [e.epoch for e in events if isinstance(e, EpochMetrics)] == [1, 2, 3]
+    assert sum(isinstance(e, RunStarted) for e in events) == 2
+    assert not rank_processes(workspace / "runs" / stopped.run_id)
