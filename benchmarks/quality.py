@@ -53,8 +53,23 @@ The first run on the whole set, when the machine was briefly quiet (11:57-12:15 
     spec defaults from scratch (vitb16r224, 224 px), 256 s: no epoch finished, TEST 0.0998.
     efficientnet_lite0 from scratch (128 px, batch 16), 244 s: best at epoch 7, TEST 0.5328.
 
-So at 4 minutes AutoMode is 0.966, 0.014 under the issue's 0.98 (its budget is 10 minutes, where the
-portfolio's next entries and the refinement run too); the 10-minute figure is still to be measured.
+So at 4 minutes AutoMode is 0.966, 0.014 under the issue's 0.98.
+
+The 10-minute run (14:31-14:52 UTC, quiet machine, load average about 2: only this benchmark),
+``--parts classification --baselines spec --data /work/shared/data`` (411 test images):
+
+    AutoMode, 10 min (604 s, timed out as planned): plan on cpu, hyperband (min_resource 1, reduction 3,
+        2 brackets); children one after the other, none stopped early:
+        child 0 efficientnet_lite0 at 128 px (local weights, SGD 0.01 Nesterov, batch 16, 6 epochs,
+            warmup_cosine without warm-up): completed 6/6, validation 0.9636;
+        child 1 efficientnet_lite1, same settings: completed 6/6, validation 0.9758, TEST 0.9708 (the best child);
+        child 2 efficientnet_lite2: 1/6 epochs (validation 0.7879) when the budget ran out.
+    spec defaults from scratch (vitb16r224, 224 px), 611 s: one epoch, TEST 0.0998.
+
+So the 10-minute figure is 0.971: 0.009 under the target; no Bayesian refinement ran (the portfolio's three
+fine-tunes took the whole budget). What would use the budget better is still to be measured: continuing the best
+child instead of starting a larger model late, larger crops (the photos are 100 px, so 128 px already
+upsamples), separate backbone and head learning rates.
 
 A controlled point on the same machine (sign-digits, 30 photos per digit, 240 for training and 60 held out;
 EfficientNet-Lite0 at 96 px, SGD 0.01, batch 16, 3 epochs, one seed): validation / test accuracy 0.18 / 0.13
@@ -63,9 +78,16 @@ AutoMode now uses: ``automode.portfolio.FINE_TUNE_SCHEDULE``), 0.20 / 0.10 with 
 0.10 / 0.10 from scratch. Separately, ``tests/models/test_local_weights.py`` checks that the packaged weights,
 with their ImageNet classifier, name what COCO photos show (bus -> minibus, motorcycle -> motor scooter).
 
-The figures the issue asks for (>= 0.98 test accuracy with a 10-minute budget; >= +0.15 mAP@0.5) are NOT
-measured yet: run ``python benchmarks/quality.py --data ../shared/data`` (about 35 minutes) on a quiet
-2-core machine.
+Detection, the same day: with ``--lr 0.01`` (the earlier default) the pretrained fasterrcnn_mobilenetv2_fpn
+diverged (loss nan at epoch 9 of its 8 minutes); the default is now the spec's 0.005 (torchvision's 0.02 at
+batch 16, scaled to batch 4), and a failed run is reported instead of ending the benchmark. With it (15:03-15:20
+UTC, quiet machine), ``--parts detection --data /work/shared/data``, 40 test images, 8 minutes each, 384 px,
+batch 4:
+
+    fasterrcnn_mobilenetv2_fpn (ImageNet MobileNetV2 from its weights package): 10 epochs in 481 s, best
+        validation mAP@0.5 0.498 (epoch 10, still rising), TEST mAP@0.5 0.514;
+    fasterrcnn_resnet18_fpn from scratch: best validation 0.333 at epoch 4, 483 s, TEST mAP@0.5 0.406;
+    gain +0.108 mAP@0.5: the pretrained backbone wins, by less than the issue's +0.15.
 """
 
 from __future__ import annotations
@@ -217,11 +239,11 @@ def classification(args, tmp: Path) -> bool:
           f"{best.primary_metric_value if best else float('nan'):.4f}, TEST accuracy {auto_acc:.4f}")
 
     results = {"AutoMode": (auto_acc, wall)}
-    for label, settings in (("spec defaults, from scratch", {"pretrained": 0}),
-                            ("efficientnet_lite0 from scratch", {"pretrained": 0, "model_name": "efficientnet_lite0",
-                                                                 "train_crop_size": 128, "valid_crop_size": 128,
-                                                                 "valid_resize_size": 146,
-                                                                 "training_batch_size": 16})):
+    baselines = {"spec": ("spec defaults, from scratch", {"pretrained": 0}),
+                 "lite0": ("efficientnet_lite0 from scratch", {"pretrained": 0, "model_name": "efficientnet_lite0",
+                                                              "train_crop_size": 128, "valid_crop_size": 128,
+                                                              "valid_resize_size": 146, "training_batch_size": 16})}
+    for label, settings in (baselines[name] for name in args.baselines.split(",")):
         run = timed_run({"task": MC, "training_data": str(train_jsonl), **settings}, wall, tmp / "ws-scratch",
                         label.replace(" ", "-"))
         summary = run["summary"]
@@ -241,6 +263,8 @@ def classification(args, tmp: Path) -> bool:
 
 
 def detection(args, tmp: Path) -> bool:
+    from jupyter_avml.errors import AvmlError
+
     source = args.data / "raccoon"
     train_jsonl, test, classes = split_dataset("voc", source, OD, tmp / "raccoon",
                                                per_class=60 if args.quick else None)
@@ -253,7 +277,12 @@ def detection(args, tmp: Path) -> bool:
     for label, settings in ((f"{args.detector} (ImageNet backbone)", {"model_name": args.detector, "pretrained": 1}),
                             ("fasterrcnn_resnet18_fpn from scratch", {"model_name": "fasterrcnn_resnet18_fpn",
                                                                      "pretrained": 0})):
-        run = timed_run({**common, **settings}, seconds, tmp / "ws-detection", label.split()[0])
+        try:
+            run = timed_run({**common, **settings}, seconds, tmp / "ws-detection", label.split()[0])
+        except AvmlError as exc:  # e.g. a diverged run: reported, and the other run still measured
+            maps[label] = float("nan")
+            print(f"  {label}: failed: {exc}")
+            continue
         summary = run["summary"]
         metrics = evaluate_on(summary.model_path, test, classes, OD) if summary.model_path else None
         value = metrics.scalars["mean_average_precision"] if metrics else float("nan")
@@ -274,11 +303,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small subsets and one-minute budgets (a smoke run)")
     parser.add_argument("--budget-minutes", type=float, default=10.0, help="AutoMode's budget on sign-digits")
     parser.add_argument("--iterations", type=int, default=12, help="AutoMode's iterations (the most children)")
+    parser.add_argument("--baselines", default="spec,lite0",
+                        help="from-scratch runs beside AutoMode, each at its wall time: spec (the spec's defaults), "
+                             "lite0 (AutoMode's first model without its weights)")
     parser.add_argument("--detection-minutes", type=float, default=8.0, help="wall time of each detection run")
     parser.add_argument("--detector", default="fasterrcnn_mobilenetv2_fpn")
     parser.add_argument("--size", type=int, default=384, help="detection: min_size = max_size")
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--lr", type=float, default=0.005,
+                        help="detection: SGD learning rate (0.005 is the spec's detection default and torchvision's "
+                             "0.02 at batch 16 scaled to batch 4; 0.01 diverged at epoch 9)")
     parser.add_argument("--workdir", type=Path, default=None, help="where the temporary workspace goes")
     args = parser.parse_args(argv)
     if args.quick:

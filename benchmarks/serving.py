@@ -12,6 +12,18 @@ then, on the same images (PNG, 320 x 240):
 5. ONNX Runtime vs PyTorch eager, in process, batch 1 (latency ratio; and both at batch 8).
 
     python benchmarks/serving.py [--model resnet18] [--size 224] [--images 48] [--clients 8] [--threads N]
+
+Measured (2026-12-06, 15:20 UTC, the 2-core development machine while nothing else ran, load average below 1;
+three runs back to back, defaults):
+
+    1 HTTP client vs in-process predict:       0.90x, 0.84x, 1.09x   (target >= 0.8x)
+    8 HTTP clients vs 1:                        1.78x, 1.70x, 1.65x   (target >= 1.5x), mean batch 8.0
+    the model's own batch-8 gain, in process:   1.61x, 1.52x, 1.84x
+    ONNX Runtime vs PyTorch eager, batch 1:     2.44x faster (p50 16.4 vs 40.1 ms)
+
+The same benchmark on that machine while other test suites ran (load average 3 to 7) gave 1.02x-1.57x for 8 clients
+vs 1: the model's own batch gain fell to 1.03x-1.28x there, and micro-batching cannot give more than it. The same
+batch gain on the same quiet machine: resnet18 1.80x, efficientnet_lite0 1.75x, mobilenetv2 1.66x (224 px).
 """
 
 from __future__ import annotations
