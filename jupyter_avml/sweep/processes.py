@@ -6,7 +6,7 @@
   down the start of the child it would replace.
 * A worker is started with ``subprocess.Popen`` (fork + exec of a fresh interpreter, never a bare fork) with
   its slot's environment, gets its assignment as one JSON line on stdin, and later ``{"cmd": "stop"}``
-  lines. It dies with the driver (``worker.die_with_parent``).
+  lines. It dies with the driver (``liveness.die_with_parent``).
 * Following a child, wording its end and passing a stop to its run: ``following.FollowingExecutor`` (the same
   for Ray's tasks); a stop also reaches the worker as a line on its stdin.
 """

@@ -37,32 +37,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from jupyter_avml.liveness import die_with_parent
 from jupyter_avml.sweep.folder import ExperimentFolder
-
-PR_SET_PDEATHSIG = 1
-EXIT_PARENT_GONE = 70
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Exit when ``parent_pid`` goes away: PDEATHSIG where Linux offers it, and a watchdog thread."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent_pid:  # the driver died before prctl took effect
-        os._exit(EXIT_PARENT_GONE)
-
-    def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent_pid:
-                os._exit(EXIT_PARENT_GONE)
-
-    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 def warm_up(workspace: str, tracking_uri: str | None) -> None:

@@ -23,12 +23,12 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from jupyter_avml.errors import AvmlError
+from jupyter_avml.liveness import die_with_parent
 from jupyter_avml.runs.folder import RunFolder
 from jupyter_avml.training.distributed import RANK_ENV, join, rank_context, visible_gpus
 
@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2
 END_GRACE_SECONDS = 10.0
-PR_SET_PDEATHSIG = 1
-EXIT_LAUNCHER_GONE = 70
 
 
 # -- the launcher ------------------------------------------------------------------------------------------
@@ -283,27 +281,6 @@ def train_rank(run_dir: Path, workspace: Path, rank: int, world: int, *, resume:
 
 
 # -- the rank process -------------------------------------------------------------------------------------
-def _die_with_launcher(launcher_pid: int) -> None:
-    """Exit when the launcher goes away: PDEATHSIG where Linux offers it, and a watchdog thread."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != launcher_pid:
-        os._exit(EXIT_LAUNCHER_GONE)
-
-    def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != launcher_pid:
-                os._exit(EXIT_LAUNCHER_GONE)
-
-    threading.Thread(target=watch, name="launcher-watchdog", daemon=True).start()
-
-
 def rank_main(argv: list[str] | None = None) -> int:
     """One rank of a run (started by ``start_ranks``)."""
     parser = argparse.ArgumentParser(prog="python -m jupyter_avml.training.ddp_launch")
@@ -312,7 +289,7 @@ def rank_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--launcher", type=int, required=True)
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
-    _die_with_launcher(args.launcher)
+    die_with_parent(args.launcher)  # a rank never outlives its launcher
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s rank %(process)d %(name)s: %(message)s")
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])

@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 RANK_ENV = "AVML_DDP_RANK"  # set in rank processes: ``run`` then trains in place instead of launching
 POLL_SECONDS = 0.2
 END_GRACE_SECONDS = 10.0
-PR_SET_PDEATHSIG = 1
-EXIT_LAUNCHER_GONE = 70
 
 
 # -- how many processes ----------------------------------------------------------------------------------
