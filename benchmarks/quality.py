@@ -105,6 +105,11 @@ SEED = 2024
 TEST_RATIO = 0.2
 MC, OD = "image-classification", "image-object-detection"
 ACCURACY_TARGET, MAP_GAIN_TARGET = 0.98, 0.15
+#: The from-scratch classification runs ``--baselines`` can name (each gets AutoMode's wall time).
+BASELINES = {"spec": ("spec defaults, from scratch", {"pretrained": 0}),
+             "lite0": ("efficientnet_lite0 from scratch", {"pretrained": 0, "model_name": "efficientnet_lite0",
+                                                          "train_crop_size": 128, "valid_crop_size": 128,
+                                                          "valid_resize_size": 146, "training_batch_size": 16})}
 
 
 # -- data ----------------------------------------------------------------------------------------------------
@@ -239,11 +244,7 @@ def classification(args, tmp: Path) -> bool:
           f"{best.primary_metric_value if best else float('nan'):.4f}, TEST accuracy {auto_acc:.4f}")
 
     results = {"AutoMode": (auto_acc, wall)}
-    baselines = {"spec": ("spec defaults, from scratch", {"pretrained": 0}),
-                 "lite0": ("efficientnet_lite0 from scratch", {"pretrained": 0, "model_name": "efficientnet_lite0",
-                                                              "train_crop_size": 128, "valid_crop_size": 128,
-                                                              "valid_resize_size": 146, "training_batch_size": 16})}
-    for label, settings in (baselines[name] for name in args.baselines.split(",")):
+    for label, settings in (BASELINES[name] for name in args.baselines):
         run = timed_run({"task": MC, "training_data": str(train_jsonl), **settings}, wall, tmp / "ws-scratch",
                         label.replace(" ", "-"))
         summary = run["summary"]
@@ -315,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
                              "0.02 at batch 16 scaled to batch 4; 0.01 diverged at epoch 9)")
     parser.add_argument("--workdir", type=Path, default=None, help="where the temporary workspace goes")
     args = parser.parse_args(argv)
+    args.baselines = [name.strip() for name in args.baselines.split(",") if name.strip()]
+    unknown = [name for name in args.baselines if name not in BASELINES]
+    if unknown:
+        parser.error(f"--baselines: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(BASELINES)}")
     if args.quick:
         args.budget_minutes, args.detection_minutes, args.iterations = 3.0, 1.5, 4
     sys.stdout.reconfigure(line_buffering=True)
