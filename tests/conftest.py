@@ -117,13 +117,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     order, and a long module handed out last (the training modules come last alphabetically) would run alone on
     one core while the other process idles. A module's cost is the sum of its tests' ``slow(seconds=N)`` marks
     (2 for a plain ``slow``); the sort is stable, so equal modules keep their collection order."""
+    def module(item: pytest.Item) -> str:
+        return item.nodeid.split("::")[0]
+
     cost: dict[str, float] = {}
     for item in items:
         marker = item.get_closest_marker("slow")
         if marker is not None:
-            cost[item.nodeid.split("::")[0]] = cost.get(item.nodeid.split("::")[0], 0) + \
-                marker.kwargs.get("seconds", 2)
-    items.sort(key=lambda item: -cost.get(item.nodeid.split("::")[0], 0))
+            cost[module(item)] = cost.get(module(item), 0) + marker.kwargs.get("seconds", 2)
+    items.sort(key=lambda item: -cost.get(module(item), 0))
 
 
 SHARED_DATA = REPO.parent / "shared" / "data"
