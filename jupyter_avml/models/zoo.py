@@ -31,6 +31,9 @@ class ModelSpec:
     builder: ``"module:function"`` building the network; see each family's module for its signature.
     defaults: hyperparameter defaults of this model that differ from the task's (spec sections 5-6).
     layer_groups: parameter-name prefixes per group, stem first, for ``layers_to_freeze``.
+    fine_tune_frozen: how many leading layer groups a fine-tune from pretrained weights freezes (AutoMode sets
+        it as ``layers_to_freeze``): the stem and the stages up to stride 4, torchvision's rule for detection
+        backbones (``trainable_backbone_layers=3``); 0 for none.
     local_weights: a ``local_weights.LocalWeights``: the pip package whose file ``pretrained: 1`` loads (no hub);
         None when the library's own download is used.
     parameters_millions: the network's size (with one class for detectors; YOLO at its default size).
@@ -44,6 +47,7 @@ class ModelSpec:
     description: str = ""
     defaults: Mapping[str, Any] = field(default_factory=dict)
     layer_groups: tuple[tuple[str, ...], ...] = ()
+    fine_tune_frozen: int = 0
     fixed_input_size: bool = False
     local_weights: Any = None
     parameters_millions: float | None = None

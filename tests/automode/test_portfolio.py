@@ -55,6 +55,10 @@ def test_the_hardware_decides_sizes_batches_and_order(shapes, weights_at_hand):
     assert order["cpu"].index("mobilenetv2") < order["cpu"].index("vitb16r224") if "vitb16r224" in order["cpu"] \
         else True
     assert gpu[0].why.startswith("portfolio 1/6 on 1 GPU: ")
+    # evaluated on a crop 1.125 times the training crop; a ViT takes one input size only
+    assert (cpu[0].params["valid_crop_size"], cpu[0].params["valid_resize_size"]) == (144, 165)
+    vit = next(e for e in gpu if e.params["model_name"] == "vitb16r224")
+    assert vit.params["valid_crop_size"] == vit.params["train_crop_size"] == 224
 
 
 def test_what_the_user_fixed_is_never_in_an_entry(shapes, weights_at_hand):
@@ -126,3 +130,49 @@ def test_a_fine_tune_starts_without_warm_up_unless_the_user_chose_the_schedule(s
     assert all("warmup_cosine_lr_warmup_epochs" not in e.params for e in warm)
     scratch = build_portfolio(MC, {**base, "pretrained": 0}, CPU).entries
     assert all("warmup_cosine_lr_warmup_epochs" not in e.params for e in scratch)  # the spec's schedule
+
+
+def test_a_detector_fine_tune_freezes_its_backbone_up_to_stride_4(tmp_path, weights_at_hand):
+    from jupyter_avml.data.shapes import make_shapes
+
+    od = "image-object-detection"
+    fixed = {"task": od, "training_data": str(make_shapes(tmp_path, od, n=4, size=32, seed=0))}
+    weights_at_hand("fasterrcnn_mobilenetv2_fpn", "fasterrcnn_efficientnet_lite0_fpn")
+    entries = build_portfolio(od, fixed, CPU).entries
+    assert {e.params["model_name"]: e.params["layers_to_freeze"] for e in entries} == {
+        "fasterrcnn_mobilenetv2_fpn": 4, "fasterrcnn_efficientnet_lite0_fpn": 3}
+    # from scratch nothing is frozen, and a value the user fixed is theirs
+    assert not any("layers_to_freeze" in e.params for e in build_portfolio(od, {**fixed, "pretrained": 0}, CPU).entries)
+    assert not any("layers_to_freeze" in e.params for e in
+                   build_portfolio(od, {**fixed, "layers_to_freeze": 1}, CPU).entries)
+
+
+@pytest.mark.parametrize("name", ["fasterrcnn_mobilenetv2_fpn", "fasterrcnn_efficientnet_lite0_fpn",
+                                  "fasterrcnn_resnet18_fpn"])
+def test_the_frozen_groups_end_at_stride_4(name):
+    """The groups a fine-tune freezes are the stem and the stages at stride 2 and 4, not one more."""
+    import torch
+
+    from jupyter_avml.models import get_model_spec
+    from jupyter_avml.models.detection_backbones import _body
+
+    spec = get_model_spec(name)
+    last_frozen, first_trained = spec.layer_groups[spec.fine_tune_frozen - 1], spec.layer_groups[spec.fine_tune_frozen]
+    if "resnet" in name:
+        assert (last_frozen, first_trained) == (("backbone.body.layer1.",), ("backbone.body.layer2.",))
+        return  # torchvision's ResNet: layer1 keeps stride 4, layer2 halves it
+    body = _body(spec.backend)
+    strides = {}
+
+    def record(prefix):
+        def hook(module, args, output) -> None:  # returns None: the output stays as it is
+            strides[prefix] = 64 // output.shape[-1]
+        return hook
+
+    modules = dict(body.named_modules())
+    for group in (last_frozen, first_trained):
+        prefix = group[-1].removeprefix("backbone.body.").rstrip(".")
+        modules[prefix].register_forward_hook(record(prefix))
+    with torch.no_grad():
+        body.eval()(torch.zeros(1, 3, 64, 64))
+    assert list(strides.values()) == [4, 8], strides

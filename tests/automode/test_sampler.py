@@ -37,7 +37,9 @@ def test_portfolio_first_then_refinement_around_the_best(shapes, weights_at_hand
     assert best["learning_rate"] / 4 <= refined.params["learning_rate"] <= best["learning_rate"] * 4
     size = refined.params["train_crop_size"]
     assert size in (best["train_crop_size"] - 32, best["train_crop_size"], best["train_crop_size"] + 32)
-    assert refined.params["valid_crop_size"] == size and refined.params["valid_resize_size"] == round(size / 0.875)
+    # evaluated on a crop 1.125 times the training crop, resized first with the usual 0.875 ratio
+    valid = round(size * 1.125)
+    assert refined.params["valid_crop_size"] == valid and refined.params["valid_resize_size"] == round(valid / 0.875)
 
 
 def test_a_pure_function_of_seed_number_and_history(shapes, weights_at_hand):

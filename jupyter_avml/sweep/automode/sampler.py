@@ -93,7 +93,7 @@ class AutoSampler(Sampler):
         params = dict(fixed_part)
         for key, value in suggested.items():
             params[key] = _round(value) if isinstance(value, float) else value
-        params.update(_followers(params, defaults))
+        params.update(_followers(params, defaults, self._model_of(base)))
         if anchor is not None:
             what = f"around child {anchor.number} (best so far: {anchor.value:.4f}, {anchor.state})"
         else:
@@ -131,12 +131,15 @@ def _dependent_keys(defaults: dict[str, Any]) -> set[str]:
     return keys
 
 
-def _followers(params: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+def _followers(params: dict[str, Any], defaults: dict[str, Any], model_name: str) -> dict[str, Any]:
     """Sizes that follow a varied one, as the portfolio sets them (only those the plan may set)."""
+    from jupyter_avml.models import get_model_spec
+    from jupyter_avml.sweep.automode.portfolio import classifier_sizes
+
     out: dict[str, Any] = {}
     if "train_crop_size" in params and "train_crop_size" in defaults:
-        size = int(params["train_crop_size"])
-        out.update(valid_crop_size=size, valid_resize_size=int(round(size / 0.875)))
+        sizes = classifier_sizes(get_model_spec(model_name), int(params["train_crop_size"]))
+        out.update(valid_crop_size=sizes["valid_crop_size"], valid_resize_size=sizes["valid_resize_size"])
     if "min_size" in params and "min_size" in defaults:
         out["max_size"] = int(round(int(params["min_size"]) * 4 / 3))
     return out
