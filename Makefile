@@ -16,8 +16,8 @@ EXTRAS ?= test
 # Two test processes: much of the suite waits on subprocesses (sweep workers, kernels, servers), so two keep
 # both cores busy. loadscope keeps each module's tests (and its module-scoped fixtures) in one process.
 # tests/conftest.py gives each process its own core (no oversubscription) and hands out the costliest modules
-# first (the slow(seconds=N) marks).
-PYTEST_ARGS ?= -n 2 --dist loadscope
+# first (the slow(seconds=N) marks). --durations lists the slowest tests, to keep those marks true.
+PYTEST_ARGS ?= -n 2 --dist loadscope --durations=25
 
 .PHONY: demo test install lock clean
 
