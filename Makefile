@@ -15,9 +15,11 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 EXTRAS ?= test
 # Two test processes: much of the suite waits on subprocesses (sweep workers, kernels, servers), so two keep
 # both cores busy. loadscope keeps each module's tests (and its module-scoped fixtures) in one process.
-# tests/conftest.py gives each process its own core (no oversubscription) and hands out the costliest modules
-# first (the slow(seconds=N) marks). --durations lists the slowest tests, to keep those marks true.
-PYTEST_ARGS ?= -n 2 --dist loadscope --durations=25
+# tests/conftest.py gives each process its own core (no oversubscription) and orders the modules costliest first
+# (the slow(seconds=N) marks); --no-loadscope-reorder keeps that order (xdist's own puts the modules with the most
+# tests first, which left the longest single-test modules, the browser test among them, for the end).
+# --durations lists the slowest tests, to keep those marks true.
+PYTEST_ARGS ?= -n 2 --dist loadscope --no-loadscope-reorder --durations=25
 
 .PHONY: demo test install lock clean
 

@@ -112,20 +112,25 @@ def _fail_on_network_access():
         pytest.fail("the test tried to reach the network: " + "; ".join(attempts), pytrace=False)
 
 
+#: What an unmarked test is counted as (seconds), so that a module of many quick tests goes before a small one.
+UNMARKED_TEST_SECONDS = 0.3
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The costliest modules first: pytest-xdist (``--dist loadscope``) hands modules to its processes in this
-    order, and a long module handed out last (the training modules come last alphabetically) would run alone on
+    """The costliest modules first: pytest-xdist (``--dist loadscope --no-loadscope-reorder``, the Makefile's test
+    command) hands modules to its processes in this order, and a long module handed out last would run alone on
     one core while the other process idles. A module's cost is the sum of its tests' ``slow(seconds=N)`` marks
-    (2 for a plain ``slow``); the sort is stable, so equal modules keep their collection order."""
+    (2 for a plain ``slow``, ``UNMARKED_TEST_SECONDS`` for a test without the mark); the sort is stable, so equal
+    modules keep their collection order."""
     def module(item: pytest.Item) -> str:
         return item.nodeid.split("::")[0]
 
     cost: dict[str, float] = {}
     for item in items:
         marker = item.get_closest_marker("slow")
-        if marker is not None:
-            cost[module(item)] = cost.get(module(item), 0) + marker.kwargs.get("seconds", 2)
-    items.sort(key=lambda item: -cost.get(module(item), 0))
+        seconds = UNMARKED_TEST_SECONDS if marker is None else marker.kwargs.get("seconds", 2)
+        cost[module(item)] = cost.get(module(item), 0) + seconds
+    items.sort(key=lambda item: -cost[module(item)])
 
 
 SHARED_DATA = REPO.parent / "shared" / "data"
