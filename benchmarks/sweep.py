@@ -52,6 +52,14 @@ is a noisy judge; the default 60 per class was too slow on the loaded machine):
                           -> FAIL; bandit 44 % / 2.9 points; median_stopping 25 % / 0.0; successive_halving
                           min 2 rf 2 29 % / 0.0; hyperband min 1 rf 2 brackets 2 28 % / 0.0.
 
+``--parts photos --replay-only`` at the default 60 photos per digit, on a quiet machine (2026-12-06 18:41-18:45 UTC,
+after classification training moved to crops of 35-100 % of the area): the sweep without a policy took 236 s for 48
+child-epochs, best accuracy 0.633 (64 px photos):
+
+    replayed, 20 orders:  AutoMode's hyperband saved 35 % (min 12 %), lost 0.0 points on average and at worst
+                          -> FAIL (5 points short of the 40 %); hyperband rf 2 38 % / 0.0; bandit 48 % / 4.2 points;
+                          successive_halving min 1 rf 3 56 % / 3.5; min 2 rf 2 39 % / 1.9; median_stopping 29 % / 0.0.
+
 None of 26 settings replayed (hyperband min_resource 1-2 x reduction_factor 2-4 x brackets 1-3, bandit slack
 0.1-0.3 x delay 1-2, median stopping) met the target on both curve sets, so AutoMode's setting is kept; the
 target is not met yet. Rerun on a quiet machine with the default ``--photos-per-class 60`` and
