@@ -364,11 +364,10 @@ def main(argv: list[str] | None = None) -> int:
                              "0.02 at batch 16 scaled to batch 4; 0.01 diverged at epoch 9)")
     parser.add_argument("--workdir", type=Path, default=None, help="where the temporary workspace goes")
     args = parser.parse_args(argv)
-    try:
-        args.epochs = tuple(int(n) for n in args.epochs.split(","))
-        assert len(args.epochs) == 2 and min(args.epochs) >= 1
-    except (ValueError, AssertionError):
+    epochs = [n.strip() for n in args.epochs.split(",")]
+    if len(epochs) != 2 or not all(n.isdigit() and int(n) >= 1 for n in epochs):
         parser.error(f"--epochs: two positive integers (fine-tune, from scratch), got {args.epochs!r}")
+    args.epochs = tuple(int(n) for n in epochs)
     args.baselines = [name.strip() for name in args.baselines.split(",") if name.strip()]
     unknown = [name for name in args.baselines if name not in BASELINES]
     if unknown:
