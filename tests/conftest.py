@@ -136,6 +136,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory, request) -> Path:
+    """A folder for what one module's tests share (a workspace, a trained run), removed after the module
+    unless one of its tests failed.
+
+    ``tmp_path_retention_policy = "failed"`` (pyproject) removes each passing test's ``tmp_path``, but not the
+    folders module fixtures make with ``tmp_path_factory``: kept, a full run left about 20 GB of runs,
+    checkpoints and tracking stores in /tmp, enough to fill a CI machine's disk.
+    """
+    folder = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+    failed_before = request.session.testsfailed
+    yield folder
+    if request.session.testsfailed == failed_before:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def empty_tracking_db(tmp_path_factory) -> Path:
     """An MLflow SQLite store with its schema created once per session.

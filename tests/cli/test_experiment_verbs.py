@@ -102,14 +102,14 @@ def test_an_interrupted_run_is_listed_with_its_hint(shell, tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, tiny_shapes, empty_tracking_db):
+def trained_run(module_tmp, tiny_shapes, empty_tracking_db):
     """One real run (1 epoch on 16 images of 32 px) in its own workspace: (workspace, run id)."""
     import shutil
 
     from jupyter_avml.config import AutoMLImageConfig
     from jupyter_avml.training.run import train
 
-    workspace = tmp_path_factory.mktemp("cli-run") / "ws"
+    workspace = module_tmp / "ws"
     workspace.mkdir()
     shutil.copyfile(empty_tracking_db, workspace / "mlflow.db")
     config = AutoMLImageConfig(task="image-classification", training_data=str(tiny_shapes), model_name="resnet18",

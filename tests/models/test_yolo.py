@@ -42,8 +42,8 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def workspace_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("yolo-ws")
+def workspace_dir(module_tmp) -> Path:
+    return module_tmp
 
 
 @pytest.fixture(scope="module")

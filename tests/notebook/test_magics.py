@@ -248,9 +248,9 @@ def _bundle(outputs, key="text/html"):
 
 
 @pytest.fixture(scope="module")
-def finished_sweep(shell, tmp_path_factory, shapes):
+def finished_sweep(shell, module_tmp, shapes):
     """A real two-child sweep started from a cell, then waited for: (folder, workspace, cell outputs, took)."""
-    folder = tmp_path_factory.mktemp("nb")
+    folder = module_tmp
     (folder / "data").symlink_to(shapes.parent, target_is_directory=True)
     workspace = folder / "ws"
     cwd = Path.cwd()

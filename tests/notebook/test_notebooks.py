@@ -23,8 +23,8 @@ FINAL = ("completed", "early_terminated", "stopped", "failed", "invalid")
 
 
 @pytest.fixture(scope="module")
-def shared_workspace(tmp_path_factory):
-    return tmp_path_factory.mktemp("nb-workspace")
+def shared_workspace(module_tmp):
+    return module_tmp
 
 
 def execute(name: str, tmp_path: Path, workspace: Path, monkeypatch, images: int) -> nbformat.NotebookNode:

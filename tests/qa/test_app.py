@@ -16,11 +16,11 @@ SETTINGS = dict(train_crop_size=32, valid_resize_size=32, valid_crop_size=32)
 
 
 @pytest.fixture(scope="module")
-def reviewed(tmp_path_factory):
+def reviewed(module_tmp):
     """``%avml qa RUN --view errors --var review`` run in an IPython shell; the App closed at the end."""
     from jupyter_avml.qa._fo import fiftyone
 
-    root = tmp_path_factory.mktemp("qa-app")
+    root = module_tmp
     workspace = root / "ws"
     workspace.mkdir()
     jsonl = make_shapes(root / "data", "image-classification", n=12, size=32, seed=12, color_by_class=True)

@@ -108,7 +108,7 @@ def test_the_scoring_file_answers_requests_and_its_model_settings_change_inferen
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, empty_tracking_db):
+def trained_run(module_tmp, empty_tracking_db):
     """A tiny classification run (1 epoch, 12 images of 32 px) in its own workspace: ``(workspace, summary)``."""
     import shutil
 
@@ -116,7 +116,7 @@ def trained_run(tmp_path_factory, empty_tracking_db):
     from jupyter_avml.data.shapes import make_shapes
     from jupyter_avml.training.run import train
 
-    root = tmp_path_factory.mktemp("trained")
+    root = module_tmp
     workspace = root / "ws"
     workspace.mkdir()
     shutil.copyfile(empty_tracking_db, workspace / "mlflow.db")

@@ -116,9 +116,9 @@ def sweep_data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sweep_ws(tmp_path_factory) -> Path:
+def sweep_ws(module_tmp) -> Path:
     """One workspace per module, so the tracking store is created once."""
-    root = tmp_path_factory.mktemp("sweep-ws") / "ws"
+    root = module_tmp / "ws"
     yield root
     kill_leftovers(root)
 

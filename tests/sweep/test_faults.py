@@ -36,8 +36,8 @@ def sweep_data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def sweep_ws(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faults-ws") / "ws"
+def sweep_ws(module_tmp):
+    root = module_tmp / "ws"
     yield root
     kill_leftovers(root)
 

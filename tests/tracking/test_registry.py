@@ -11,7 +11,7 @@ from jupyter_avml.errors import ConfigError, NotFoundError
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(module_tmp):
     """One tiny trained run (1 epoch, 48 images at 32 px) in its own workspace."""
     import os
 
@@ -19,7 +19,7 @@ def trained(tmp_path_factory):
     from jupyter_avml.data.shapes import make_shapes
     from jupyter_avml.training.run import train
 
-    root = tmp_path_factory.mktemp("registry")
+    root = module_tmp
     data = make_shapes(root / "data", "image-classification", n=48, size=32, seed=2, color_by_class=True)
     config = AutoMLImageConfig(task="image-classification", training_data=str(data), model_name="resnet18",
                                pretrained=0, train_crop_size=32, valid_resize_size=32, valid_crop_size=32,
