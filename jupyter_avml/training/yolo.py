@@ -145,7 +145,7 @@ from jupyter_avml.metrics.result import MetricsResult
 from jupyter_avml.models.device import amp_dtype_for, resolve_device
 from jupyter_avml.runs.events import CallbackList, StopSignal
 from jupyter_avml.training.bookkeeping import RunBookkeeper, TrainerState, TrainResult
-from jupyter_avml.training.optim import lr_factor
+from jupyter_avml.training.optim import fused_kwargs, lr_factor
 from jupyter_avml.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -220,13 +220,13 @@ def build_yolo_optimizer(model: torch.nn.Module, config: AutoMLImageConfig) -> t
     groups = [{"params": weights, "weight_decay": decay, "param_group": "weight"},
               {"params": norms, "weight_decay": 0.0, "param_group": "bn"},
               {"params": biases, "weight_decay": 0.0, "param_group": "bias"}]
+    fused = fused_kwargs(model.parameters())
     if config.optimizer == "sgd":
         momentum = config.momentum
         optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum,
-                                    nesterov=bool(config.nesterov) and momentum > 0)
+                                    nesterov=bool(config.nesterov) and momentum > 0, **fused)
     else:
         cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
-        fused = {"fused": True} if next(model.parameters()).is_cuda else {}
         optimizer = cls(groups, lr=lr, betas=(config.beta1, config.beta2), amsgrad=bool(config.amsgrad), **fused)
     for group in optimizer.param_groups:
         group["initial_lr"] = lr  # the base our schedule multiplies

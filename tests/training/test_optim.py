@@ -66,6 +66,27 @@ def test_optimizer_settings_are_passed_through(name, cls, expected):
         assert group[key] == value, key
 
 
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_cpu_parameters_get_the_fused_step_and_it_matches_the_loop(name):
+    """torch fuses only GPU steps by itself; ours are fused on a CPU too, to the loop's result."""
+    from jupyter_avml.training.optim import fused_kwargs
+
+    config = cfg(optimizer=name, learning_rate=0.1, momentum=0.9, weight_decay=0.01)
+    start = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+    fused_param, loop_param = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    fused = build_optimizer([fused_param], config)
+    assert fused.param_groups[0]["fused"] is True
+    loop = build_optimizer([loop_param], config)
+    loop.param_groups[0]["fused"] = False  # torch's own choice on a CPU: the loop over the tensors
+    for step in range(3):
+        for param, optimizer in ((fused_param, fused), (loop_param, loop)):
+            param.grad = torch.full_like(param, 0.5 + step)
+            optimizer.step()
+    torch.testing.assert_close(fused_param, loop_param)
+    assert fused_kwargs([torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))]) == {"fused": True}
+    assert fused_kwargs([torch.nn.Parameter(torch.zeros(1, device="meta"))]) == {}
+
+
 def test_sgd_without_momentum_cannot_be_nesterov():
     optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], cfg(momentum=0.0, nesterov=1))
     assert optimizer.param_groups[0]["nesterov"] is False
