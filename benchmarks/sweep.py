@@ -311,6 +311,16 @@ PHOTO_SETTINGS = dict(task="image-classification", model_name="efficientnet_lite
                       device="cpu", cpu_threads=1, early_stopping=0, optimizer="sgd", log_every_n_batches=1)
 
 
+def automode_photo_settings(size: int) -> dict:
+    """The photo sweep as AutoMode runs its EfficientNet-Lite0 fine-tunes: SGD (the spec's Nesterov momentum), the
+    warmup_cosine schedule without warm-up epochs, a training crop of ``size`` and the evaluation crop 1.125 times
+    it; only the learning rate is swept."""
+    from jupyter_avml.models.zoo import get_model_spec
+    from jupyter_avml.sweep.automode.portfolio import FINE_TUNE_SCHEDULE, classifier_sizes
+
+    return {**PHOTO_SETTINGS, **FINE_TUNE_SCHEDULE, **classifier_sizes(get_model_spec("efficientnet_lite0"), size)}
+
+
 def _curves_path(prefix: Path | None, part: str) -> Path | None:
     return None if prefix is None else prefix.with_name(f"{prefix.name}-{part}.json")
 
@@ -327,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy-epochs", type=int, default=6)
     parser.add_argument("--images", type=int, default=120)
     parser.add_argument("--photos-per-class", type=int, default=60, help="sign-digits images per digit (photos)")
+    parser.add_argument("--photo-recipe", choices=("plain", "automode"), default="plain",
+                        help="photos: plain SGD at 64 px with the spec's warm-up (default), or AutoMode's fine-tune "
+                             "recipe (automode_photo_settings) at --photo-size")
+    parser.add_argument("--photo-size", type=int, default=128, help="training crop of --photo-recipe automode")
     parser.add_argument("--replay-only", action="store_true",
                         help="(3): run only the sweep without a policy and judge every policy by replaying its curves")
     parser.add_argument("--save-curves", type=Path, default=None, metavar="PREFIX",
@@ -366,9 +380,12 @@ def main(argv: list[str] | None = None) -> int:
             if not PHOTOS.is_dir():
                 print(f"\n(3) on real photos: skipped, no {PHOTOS}")
             else:
-                base = {**PHOTO_SETTINGS, "training_data": str(photo_subset(Path(tmp), args.photos_per_class)),
+                settings = PHOTO_SETTINGS if args.photo_recipe == "plain" else automode_photo_settings(args.photo_size)
+                base = {**settings, "training_data": str(photo_subset(Path(tmp), args.photos_per_class)),
                         "number_of_epochs": args.policy_epochs}
-                ok &= policy_savings(workspace, base, "real photos (sign-digits)", args.slots, args.replay_only,
+                label = "real photos (sign-digits)" if args.photo_recipe == "plain" else \
+                    f"real photos (sign-digits, AutoMode's recipe at {args.photo_size} px)"
+                ok &= policy_savings(workspace, base, label, args.slots, args.replay_only,
                                      _curves_path(args.save_curves, "photos"))
     return 0 if ok else 1
 
