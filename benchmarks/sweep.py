@@ -60,6 +60,20 @@ child-epochs, best accuracy 0.633 (64 px photos):
                           -> FAIL (5 points short of the 40 %); hyperband rf 2 38 % / 0.0; bandit 48 % / 4.2 points;
                           successive_halving min 1 rf 3 56 % / 3.5; min 2 rf 2 39 % / 1.9; median_stopping 29 % / 0.0.
 
+``--parts photos --replay-only --photo-recipe automode --photo-size 128`` (2026-12-06 21:20-21:31 UTC, quiet machine):
+the photo sweep as AutoMode fine-tunes EfficientNet-Lite0 (no warm-up, 128 px, evaluated at 144 px); 656 s for the 48
+child-epochs without a policy, best accuracy 0.967. The curves separate from epoch 1 or 2 (the best learning rate
+0.333/0.817/0.942..., the three lowest stay under 0.3):
+
+    replayed, 20 orders:  every setting below lost 0.0 points on average and at worst; AutoMode's hyperband saved 35 %
+                          (min 12 %) -> FAIL; hyperband rf 2 38 %; bandit (0.2, delay 1) 45 %; successive_halving
+                          min 1 rf 3 55 % (min 27 %); min 2 rf 3 42 %; min 2 rf 2 39 %; median_stopping 34 %.
+
+So on AutoMode's own fine-tunes the aggressive settings would meet the target, but on generated shapes (24 validation
+images, from scratch: the two winners are below three losers at epoch 2) successive_halving min 1 rf 3 lost 9.2 points
+and the bandit 16.0; AutoMode keeps the safe Hyperband. With 24 validation images, a perfect judge at epoch 3 saves at
+most 37.5 % of the generated sweep (6 losers x 3 epochs): 40 % there needs a cut before the curves can tell.
+
 None of 26 settings replayed (hyperband min_resource 1-2 x reduction_factor 2-4 x brackets 1-3, bandit slack
 0.1-0.3 x delay 1-2, median stopping) met the target on both curve sets, so AutoMode's setting is kept; the
 target is not met yet. Rerun on a quiet machine with the default ``--photos-per-class 60`` and
