@@ -364,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None,
                         help="the folder holding sign-digits (default: ../shared/data beside the checkout)")
     args = parser.parse_args(argv)
+    if args.photo_size < 16:
+        parser.error(f"--photo-size: a training crop of at least 16 px, got {args.photo_size}")
     global PHOTOS
     if args.data is not None:
         PHOTOS = args.data / "sign-digits"
