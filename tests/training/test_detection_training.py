@@ -60,7 +60,8 @@ def test_faster_rcnn_learns_the_shapes_and_predicts_in_the_spec_format(shapes_de
     # Measured on this set, validation mAP@0.5 per epoch with seeds 0, 1, 2: 0.04, 0.26, 0.89; 0.00, 0.37,
     # 0.96; 0.12, 0.49, 0.96 (a fourth epoch added 0.01-0.06 for a third more time). 60 images instead of 100
     # ended at 0.30-0.66: too close to the bar. Batches of 8 needed a 4th epoch and a learning rate of 2e-3
-    # diverged. (Measured before steps became fused; with the fused step it passed in the four full runs since.)
+    # diverged. (Measured before steps became fused; with the fused step it passed in every run since: two full
+    # suites and one of tests/training.)
     config = config_for(shapes_detection, min_size=96, max_size=96, number_of_epochs=3,
                         optimizer="adamw", learning_rate=0.001, warmup_cosine_lr_warmup_epochs=1, early_stopping=0)
     summary = train(config)
